@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (see README):
+#   make demo   runs the main job on the embedded demonstration data
+#   make test   runs the whole test suite
+# Both create .venv and install the package with its test extras once.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) recipes/ESC50/demo.py --output_folder demo_output
+
+lint: $(STAMP)
+	$(PY) -m ruff check fastast_sb recipes tests
+	$(PY) -m ruff format --check fastast_sb recipes tests
+
+test: lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_output

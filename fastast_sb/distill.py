@@ -1,0 +1,169 @@
+"""Knowledge-distillation losses (CMKD convention).
+
+The loss follows Cross-Model Knowledge Distillation (CMKD) as used to train
+FastAST students from a frozen teacher::
+
+    loss = lam * L_task(psi(z_s), y) + (1 - lam) * L_kd(psi(z_s), psi(z_t / tau))
+
+* single-label data (ESC-50): ``psi`` is the softmax, both terms are
+  cross-entropies; the KD term is the cross-entropy between
+  ``softmax(z_t / tau)`` and ``log_softmax(z_s)`` (KL divergence plus the
+  teacher entropy, a constant for the student);
+* multi-label data (AudioSet, Speech Commands as AST trains it): ``psi`` is
+  the sigmoid and both terms are binary cross-entropies with logits; the KD
+  target is ``sigmoid(z_t / tau)``.
+
+The paper scales only the teacher logits by ``tau``; the ``tau ** 2`` factor of
+Hinton et al. is available as a switch and is off by default.
+
+References
+----------
+Y. Gong, S. Khurana, A. Rouditchenko, J. Glass, "CMKD: CNN/Transformer-Based
+Cross-Model Knowledge Distillation for Audio Classification", arXiv:2203.06760,
+2022.
+
+G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural
+Network", NeurIPS Deep Learning Workshop, 2015.
+"""
+
+import logging
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["cmkd_loss"]
+
+
+def _check_targets(
+    targets: torch.Tensor, logits: torch.Tensor, multilabel: bool
+) -> None:
+    """Raise ``ValueError`` when ``targets`` do not fit ``logits [B, C]``."""
+    batch, num_classes = logits.shape
+    if targets.dim() == 1:
+        if multilabel:
+            raise ValueError(
+                f"multi-label targets must be [B, C] = [{batch}, "
+                f"{num_classes}] floats, got class indices of shape "
+                f"{tuple(targets.shape)}"
+            )
+        if targets.dtype.is_floating_point or targets.dtype == torch.bool:
+            raise ValueError(
+                "single-label targets of shape [B] must be integer class "
+                f"indices, got dtype {targets.dtype}"
+            )
+        if targets.shape[0] != batch:
+            raise ValueError(
+                f"targets have batch size {targets.shape[0]}, logits have "
+                f"{batch} (logits shape {tuple(logits.shape)})"
+            )
+        return
+    if targets.shape != logits.shape:
+        raise ValueError(
+            f"targets of shape {tuple(targets.shape)} do not match logits of "
+            f"shape {tuple(logits.shape)}; expected class indices [B] or "
+            "(soft) targets [B, C]"
+        )
+    if not targets.dtype.is_floating_point:
+        raise ValueError(
+            f"targets of shape [B, C] must be floating point, got dtype "
+            f"{targets.dtype}"
+        )
+
+
+def cmkd_loss(
+    student_logits: torch.Tensor,
+    targets: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    lam: float = 0.1,
+    tau: float = 1.0,
+    multilabel: bool = False,
+    tau2: bool = False,
+) -> Dict[str, torch.Tensor]:
+    """Compute the CMKD loss ``lam * task + (1 - lam) * kd``.
+
+    Arguments
+    ---------
+    student_logits : torch.Tensor
+        Student logits ``[B, C]``.
+    targets : torch.Tensor
+        Ground truth. Single-label: class indices ``[B]`` (integer) or
+        probability targets ``[B, C]`` (one-hot, label-smoothed or mixed by
+        mixup). Multi-label: ``[B, C]`` floats in ``[0, 1]``.
+    teacher_logits : torch.Tensor
+        Teacher logits ``[B, C]``; detached, so no gradient reaches the
+        teacher.
+    lam : float
+        Weight of the task loss, in ``[0, 1]``; ``1 - lam`` weighs the KD loss.
+    tau : float
+        Temperature dividing the teacher logits, ``> 0``.
+    multilabel : bool
+        ``True`` for sigmoid / binary cross-entropy (AudioSet), ``False``
+        for softmax / cross-entropy (ESC-50).
+    tau2 : bool
+        Multiply the KD term by ``tau ** 2`` (Hinton et al.).
+
+    Returns
+    -------
+    dict
+        ``"total"``, ``"task"`` and ``"kd"``, each a scalar tensor (means over
+        the batch; over batch and classes for the multi-label BCE terms).
+
+    Raises
+    ------
+    ValueError
+        When student and teacher shapes differ, the targets do not fit the
+        logits, ``lam`` is outside ``[0, 1]`` or ``tau <= 0``.
+
+    Example
+    -------
+    >>> import torch
+    >>> student = torch.zeros(2, 3)
+    >>> teacher = torch.zeros(2, 3)
+    >>> out = cmkd_loss(student, torch.tensor([0, 2]), teacher)
+    >>> sorted(out)
+    ['kd', 'task', 'total']
+    >>> round(out["total"].item(), 4)  # log(3) for both terms
+    1.0986
+    >>> soft = torch.full((2, 3), 0.5)
+    >>> out = cmkd_loss(student, soft, teacher, multilabel=True)
+    >>> round(out["kd"].item(), 4)  # log(2)
+    0.6931
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    if not tau > 0.0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if student_logits.dim() != 2:
+        raise ValueError(
+            "student logits must be [B, C], got shape "
+            f"{tuple(student_logits.shape)}"
+        )
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(
+            f"student logits of shape {tuple(student_logits.shape)} and "
+            f"teacher logits of shape {tuple(teacher_logits.shape)} differ; "
+            "expected the same [B, C] (map the teacher classes first)"
+        )
+    _check_targets(targets, student_logits, multilabel)
+
+    teacher_logits = teacher_logits.detach().to(student_logits.dtype) / tau
+    if multilabel:
+        targets = targets.to(student_logits.dtype)
+        task = F.binary_cross_entropy_with_logits(student_logits, targets)
+        kd = F.binary_cross_entropy_with_logits(
+            student_logits, torch.sigmoid(teacher_logits)
+        )
+    else:
+        if targets.dim() == 2:
+            targets = targets.to(student_logits.dtype)
+        task = F.cross_entropy(student_logits, targets)
+        kd = F.cross_entropy(
+            student_logits, torch.softmax(teacher_logits, dim=-1)
+        )
+    if tau2:
+        kd = kd * tau**2
+    total = lam * task + (1.0 - lam) * kd
+    return {"total": total, "task": task, "kd": kd}

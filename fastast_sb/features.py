@@ -1,0 +1,287 @@
+"""AST front end: Kaldi fbank, global normalisation, SpecAugment, mixup.
+
+Constants follow the AST recipes (Gong et al., "AST: Audio Spectrogram
+Transformer", Interspeech 2021): 16 kHz mono audio, waveform mean removed,
+128-bin Kaldi fbank with a Hanning window and 10 ms shift, zero padding or
+cutting at the end to ``target_length``, masks filled with 0 before the
+normalisation ``(x - mean) / (2 * std)``. SpecAugment: Park et al.,
+Interspeech 2019; mixup: Zhang et al., ICLR 2018.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torchaudio.compliance.kaldi as kaldi
+from torch import nn
+
+#: (mean, std) of AST-style fbank features per dataset.
+NORM_STATS = {
+    "audioset": (-4.2677393, 4.5689974),
+    "esc50": (-6.6268077, 5.358466),
+    "speechcommands": (-6.845978, 5.5654526),
+}
+
+
+def abs_lengths(
+    lens: Optional[torch.Tensor], batch: int, max_len: int
+) -> torch.Tensor:
+    """Relative lengths in (0, 1] -> absolute sample counts (long).
+
+    Example
+    -------
+    >>> abs_lengths(torch.tensor([1.0, 0.5]), 2, 10)
+    tensor([10,  5])
+    """
+    if lens is None:
+        return torch.full((batch,), max_len, dtype=torch.long)
+    return torch.round(lens.detach().float().cpu() * max_len).long()
+
+
+class KaldiFbank(nn.Module):
+    """Batched, length-aware Kaldi fbank with AST's parameters.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Input sample rate (AST: 16000).
+    n_mels : int
+        Mel bins.
+    target_length : int, optional
+        Pad with zeros / cut at the end to this many frames; without it the
+        batch is padded to its longest example.
+    frame_shift : float
+        Milliseconds between frames.
+
+    Example
+    -------
+    >>> fb = KaldiFbank(target_length=100)
+    >>> fb(torch.randn(2, 16000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 100, 128])
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mels: int = 128,
+        target_length: Optional[int] = None,
+        frame_shift: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if target_length is not None and target_length < 1:
+            raise ValueError(f"target_length must be >= 1, got {target_length}")
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.target_length = target_length
+        self.frame_shift = frame_shift
+        self.min_samples = int(sample_rate * 0.025)
+
+    def single(self, wav: torch.Tensor) -> torch.Tensor:
+        """fbank of one waveform [S] (mean removed) -> [frames, n_mels]."""
+        if wav.numel() < self.min_samples:
+            raise ValueError(
+                f"audio has {wav.numel()} samples; at least {self.min_samples} "
+                f"(one 25 ms frame at {self.sample_rate} Hz) are needed"
+            )
+        wav = (wav - wav.mean()).unsqueeze(0)
+        return kaldi.fbank(
+            wav,
+            htk_compat=True,
+            sample_frequency=self.sample_rate,
+            use_energy=False,
+            window_type="hanning",
+            num_mel_bins=self.n_mels,
+            dither=0.0,
+            frame_shift=self.frame_shift,
+        )
+
+    def forward(
+        self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Compute features.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            [B, S] waveforms (or [S]).
+        lens : torch.Tensor, optional
+            [B] relative lengths; samples past them are ignored.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, n_mels] log-mel features.
+        """
+        if wavs.ndim == 1:
+            wavs = wavs.unsqueeze(0)
+        if wavs.ndim != 2:
+            raise ValueError(
+                f"KaldiFbank expects waveforms [B, S], got {tuple(wavs.shape)}"
+            )
+        n = abs_lengths(lens, wavs.shape[0], wavs.shape[1])
+        wavs = wavs.float()
+        feats = [self.single(w[: int(k)]) for w, k in zip(wavs, n)]
+        length = self.target_length or max(f.shape[0] for f in feats)
+        out = wavs.new_zeros(len(feats), length, self.n_mels)
+        for i, f in enumerate(feats):
+            k = min(length, f.shape[0])
+            out[i, :k] = f[:k]
+        return out
+
+
+class GlobalNorm(nn.Module):
+    """AST's normalisation ``(x - mean) / (2 * std)`` with fixed statistics.
+
+    Arguments
+    ---------
+    mean, std : float
+        Dataset statistics (see ``NORM_STATS``).
+
+    Example
+    -------
+    >>> GlobalNorm(-6.0, 5.0)(torch.full((1, 2, 3), 4.0))[0, 0, 0].item()
+    1.0
+    """
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"std must be > 0, got {std}")
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def forward(
+        self, x: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Normalise [B, T, F] features (``lens`` unused)."""
+        return (x - self.mean) / (2 * self.std)
+
+
+def _mask_bounds(
+    batch: int, max_width: int, dim: int, generator: Optional[torch.Generator]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    width = (torch.rand(batch, generator=generator) * max_width).long()
+    width = torch.minimum(width, torch.tensor(dim))
+    start = (torch.rand(batch, generator=generator) * (dim - width)).long()
+    return start, start + width
+
+
+class SpecAugment(nn.Module):
+    """One frequency and one time mask per example, filled with 0.
+
+    AST applies it to the raw fbank, before normalisation, in training only.
+
+    Arguments
+    ---------
+    freqm : int
+        Maximum frequency-mask width (bins).
+    timem : int
+        Maximum time-mask width (frames).
+
+    Example
+    -------
+    >>> aug = SpecAugment(freqm=24, timem=96).train()
+    >>> aug(torch.ones(2, 512, 128)).shape
+    torch.Size([2, 512, 128])
+    >>> bool((aug.eval()(torch.ones(1, 5, 4)) == 1).all())
+    True
+    """
+
+    def __init__(self, freqm: int = 0, timem: int = 0) -> None:
+        super().__init__()
+        if freqm < 0 or timem < 0:
+            raise ValueError(
+                f"mask widths must be >= 0, got freqm={freqm}, timem={timem}"
+            )
+        self.freqm = freqm
+        self.timem = timem
+
+    def forward(
+        self, x: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        """Mask [B, T, F] features when training; identity in eval mode."""
+        if not self.training or (self.freqm == 0 and self.timem == 0):
+            return x
+        b, t, f = x.shape
+        keep = torch.ones(b, t, f, dtype=torch.bool)
+        if self.freqm > 0:
+            lo, hi = _mask_bounds(b, self.freqm, f, generator)
+            idx = torch.arange(f)[None]
+            fmask = (idx >= lo[:, None]) & (idx < hi[:, None])  # [B, F]
+            keep &= ~fmask[:, None, :]
+        if self.timem > 0:
+            lo, hi = _mask_bounds(b, self.timem, t, generator)
+            idx = torch.arange(t)[None]
+            tmask = (idx >= lo[:, None]) & (idx < hi[:, None])  # [B, T]
+            keep &= ~tmask[:, :, None]
+        return x * keep.to(x.device, x.dtype)
+
+
+class Mixup(nn.Module):
+    """AST-style waveform mixup within a batch.
+
+    With probability ``prob`` an example is mixed with a random partner of
+    the batch: ``lam * w1 + (1 - lam) * w2`` (mean removed), targets mixed
+    the same way, ``lam ~ Beta(alpha, alpha)``.
+
+    Arguments
+    ---------
+    prob : float
+        Per-example mixing probability (0 disables).
+    alpha : float
+        Beta distribution parameter (AST: 10).
+
+    Example
+    -------
+    >>> mix = Mixup(prob=1.0).train()
+    >>> w, y, lens = mix(torch.randn(4, 100), torch.eye(4))
+    >>> torch.allclose(y.sum(1), torch.ones(4))
+    True
+    """
+
+    def __init__(self, prob: float = 0.0, alpha: float = 10.0) -> None:
+        super().__init__()
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"mixup probability must be in [0, 1], got {prob}")
+        if alpha <= 0:
+            raise ValueError(f"mixup alpha must be > 0, got {alpha}")
+        self.prob = prob
+        self.alpha = alpha
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        targets: torch.Tensor,
+        lens: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Mix waveforms [B, S] and soft targets [B, C] (training only).
+
+        Returns
+        -------
+        wavs, targets, lens
+            Mixed waveforms, mixed targets, lengths (max of the pair).
+        """
+        if not self.training or self.prob == 0.0:
+            return wavs, targets, lens
+        b = wavs.shape[0]
+        if targets.ndim != 2 or targets.shape[0] != b:
+            raise ValueError(
+                "mixup needs soft targets [B, C] matching the batch; got "
+                f"{tuple(targets.shape)} for {b} waveforms"
+            )
+        partner = torch.randint(0, b, (b,))
+        lam = torch.distributions.Beta(self.alpha, self.alpha).sample((b,))
+        apply = torch.rand(b) < self.prob
+        lam = torch.where(apply, lam, torch.ones_like(lam))
+        lam = lam.to(wavs.device, wavs.dtype)
+        mixed = lam[:, None] * wavs + (1 - lam[:, None]) * wavs[partner]
+        mixed = mixed - mixed.mean(dim=1, keepdim=True)
+        # Unmixed examples keep their waveform exactly.
+        keep = (~apply).to(wavs.device)[:, None]
+        mixed = torch.where(keep, wavs, mixed)
+        lam_t = lam.to(targets.dtype)[:, None]
+        targets = lam_t * targets + (1 - lam_t) * targets[partner]
+        if lens is not None:
+            lens = torch.maximum(lens, lens[partner])
+        return mixed, targets, lens

@@ -1,0 +1,418 @@
+"""The Audio Spectrogram Transformer as a SpeechBrain lobe, with ToMe.
+
+Input: normalised Kaldi fbank features [B, T, F]; output: the pooled
+embedding ``(h_CLS + h_DIST) / 2`` as [B, 1, D] (SpeechBrain's embedding
+shape), to be fed to :class:`ASTHead`.
+
+Token merging (ToMe) runs inside every block between the attention residual
+and the MLP. The schedule ``r`` is an attribute (set it at run time, or with
+:func:`fastast_sb.tome.patch.apply_tome`) or a per-call argument; the
+resolved per-block schedule, the token sizes and the source map all live in
+the forward call, so one model can serve threads with different ``r``.
+
+References:
+- Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram Transformer",
+  Interspeech 2021.
+- D. Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023.
+- S. R. Behera et al., "FastAST: Accelerating Audio Spectrogram Transformer
+  via Token Merging and Cross-Model Knowledge Distillation", 2024.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from fastast_sb.models.layers import Block, PatchEmbed
+from fastast_sb.tome.flops import encoder_flops, patch_embed_flops
+from fastast_sb.tome.schedule import RSpec, resolve_schedule, validate_r
+
+logger = logging.getLogger(__name__)
+
+#: (embed_dim, depth, num_heads) of the DeiT sizes AST uses.
+PRESETS: Dict[str, Tuple[int, int, int]] = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+
+
+def _is_tracing() -> bool:
+    """True while tracing, exporting or compiling (no data-dependent checks)."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None:
+        if getattr(compiler, "is_compiling", lambda: False)():
+            return True
+        if getattr(compiler, "is_exporting", lambda: False)():
+            return True
+    return False
+
+
+@dataclass
+class TokenTrace:
+    """What :meth:`AST.forward_tokens` reports about one forward pass.
+
+    Attributes
+    ----------
+    pooled : torch.Tensor
+        [B, 1, D] embedding.
+    tokens : torch.Tensor
+        [B, N_out, D] tokens after the final norm.
+    size : torch.Tensor or None
+        [B, N_out, 1] patches per token (None when nothing merged).
+    source : torch.Tensor or None
+        [B, N_out, N_in] source map (when traced).
+    counts : list of int
+        Tokens entering each block, then the final count.
+    schedule : list of int
+        r merged in each block (after clipping).
+    flops : int
+        Analytic FLOPs of patch embedding and encoder blocks.
+    """
+
+    pooled: torch.Tensor
+    tokens: torch.Tensor
+    size: Optional[torch.Tensor]
+    source: Optional[torch.Tensor]
+    counts: List[int]
+    schedule: List[int]
+    flops: int
+
+
+class AST(nn.Module):
+    """Audio Spectrogram Transformer encoder (CLS + DIST tokens) with ToMe.
+
+    Arguments
+    ---------
+    input_tdim : int
+        Frames per input (AudioSet 1024, ESC-50 512, Speech Commands 128).
+    input_fdim : int
+        Mel bins.
+    fstride, tstride : int
+        Patch strides along frequency and time (10 = AST's overlap).
+    patch_size : int
+        Square patch side.
+    preset : str, optional
+        "tiny", "small" or "base": sets embed_dim, depth and num_heads.
+    embed_dim, depth, num_heads : int
+        Width, blocks and heads (ignored when ``preset`` is given).
+    mlp_ratio : float
+        MLP hidden size over width.
+    qkv_bias : bool
+        Bias in the qkv projection.
+    drop_rate, attn_drop_rate, drop_path_rate : float
+        Dropout after projections, on attention weights, and the stochastic
+        depth rate of the last block (linearly increasing).
+    norm_eps : float
+        LayerNorm epsilon (1e-6 in AST, 1e-12 in transformers' default).
+    r : int, tuple, list or dict
+        Merge schedule (see :mod:`fastast_sb.tome.schedule`); 0 disables.
+    prop_attn : bool
+        Proportional attention (log-size bias) once tokens are merged.
+    trace_source : bool
+        Track source maps in :meth:`forward_tokens` by default.
+    check_finite : bool
+        Reject NaN/Inf features (skipped while tracing or exporting).
+
+    Example
+    -------
+    >>> model = AST(input_tdim=128, preset="tiny", depth=2).eval()
+    >>> model(torch.randn(2, 128, 128)).shape
+    torch.Size([2, 1, 192])
+    >>> model.num_tokens
+    146
+    >>> model.r = 8
+    >>> model.forward_tokens(torch.randn(1, 128, 128)).counts
+    [146, 138, 130]
+    """
+
+    def __init__(
+        self,
+        input_tdim: int = 1024,
+        input_fdim: int = 128,
+        fstride: int = 10,
+        tstride: int = 10,
+        patch_size: int = 16,
+        preset: Optional[str] = None,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+        r: RSpec = 0,
+        prop_attn: bool = True,
+        trace_source: bool = False,
+        check_finite: bool = True,
+    ) -> None:
+        super().__init__()
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(
+                    f"unknown AST preset {preset!r}; expected one of "
+                    f"{sorted(PRESETS)}"
+                )
+            embed_dim, _, num_heads = PRESETS[preset]
+        self.input_tdim = input_tdim
+        self.input_fdim = input_fdim
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.prop_attn = prop_attn
+        self.trace_source = trace_source
+        self.check_finite = check_finite
+        self.num_prefix_tokens = 2
+
+        self.patch_embed = PatchEmbed(
+            input_fdim, input_tdim, patch_size, fstride, tstride, embed_dim
+        )
+        self.num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, self.num_tokens, embed_dim)
+        )
+        self.pos_drop = nn.Dropout(drop_rate)
+        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                drop_rate,
+                attn_drop_rate,
+                rate,
+                norm_eps,
+            )
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.r = r
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ setup
+    def reset_parameters(self) -> None:
+        """timm/DeiT initialisation: truncated normal (std 0.02)."""
+        for p in (self.cls_token, self.dist_token, self.pos_embed):
+            nn.init.trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def r(self) -> RSpec:
+        """The merge schedule used when ``forward`` gets no ``r``."""
+        return self._r
+
+    @r.setter
+    def r(self, value: RSpec) -> None:
+        validate_r(value)
+        self._r = value
+
+    @property
+    def grid(self) -> Tuple[int, int]:
+        """Patch grid (f_dim, t_dim)."""
+        return self.patch_embed.f_dim, self.patch_embed.t_dim
+
+    def schedule(self, r: RSpec = None) -> List[int]:
+        """The per-block r this model merges for its input length.
+
+        Example
+        -------
+        >>> AST(input_tdim=128, preset="tiny", depth=3).schedule(100)
+        [72, 36, 18]
+        """
+        return resolve_schedule(
+            self.depth,
+            self.r if r is None else r,
+            self.num_tokens,
+            self.embed_dim,
+            self.mlp_ratio,
+            self.num_prefix_tokens,
+        )
+
+    def flops(self, r: RSpec = None) -> int:
+        """Analytic FLOPs of one example (patch embedding + blocks).
+
+        Example
+        -------
+        >>> m = AST(input_tdim=128, preset="tiny")
+        >>> round(m.flops(0) / 1e9, 2)
+        1.76
+        """
+        sched = self.schedule(r)
+        enc = encoder_flops(
+            self.num_tokens,
+            sched,
+            self.embed_dim,
+            self.mlp_ratio,
+            self.num_prefix_tokens,
+        )
+        return enc + patch_embed_flops(
+            self.patch_embed.num_patches,
+            self.embed_dim,
+            self.patch_embed.proj.kernel_size[0],
+        )
+
+    # ---------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 3:
+            raise ValueError(
+                f"AST expects features [B, T, F], got shape {tuple(x.shape)}"
+            )
+        if x.shape[2] != self.input_fdim:
+            raise ValueError(
+                f"AST expects {self.input_fdim} mel bins, got {x.shape[2]} "
+                f"(features of shape {tuple(x.shape)})"
+            )
+        if x.shape[1] != self.input_tdim:
+            raise ValueError(
+                f"AST expects {self.input_tdim} frames, got {x.shape[1]}: set "
+                "the fbank target_length to the model's input_tdim"
+            )
+        if self.check_finite and not _is_tracing():
+            if not torch.isfinite(x).all():
+                bad = (~torch.isfinite(x)).sum().item()
+                raise ValueError(
+                    f"AST input contains {bad} NaN/Inf values; expected finite "
+                    "features (check the audio and the normalisation)"
+                )
+
+    def _encode(
+        self, x: torch.Tensor, r: RSpec, trace_source: bool
+    ) -> Tuple[
+        torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor], List[int]
+    ]:
+        self._check_input(x)
+        schedule = self.schedule(r)
+        x = self.patch_embed(x)  # [B, P, D]
+        b = x.shape[0]
+        prefix = torch.cat(
+            [self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)],
+            dim=1,
+        )  # [B, 2, D]
+        x = self.pos_drop(torch.cat([prefix, x], dim=1) + self.pos_embed)
+        size: Optional[torch.Tensor] = None
+        source: Optional[torch.Tensor] = None
+        for block, r_i in zip(self.blocks, schedule):
+            x, size, source = block(
+                x,
+                r_i,
+                size,
+                source,
+                prop_attn=self.prop_attn,
+                trace_source=trace_source,
+            )
+        return self.norm(x), size, source, schedule
+
+    @staticmethod
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        """``(x[:, 0] + x[:, 1]) / 2`` as [B, 1, D]."""
+        return ((x[:, 0] + x[:, 1]) / 2).unsqueeze(1)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lens: Optional[torch.Tensor] = None,
+        r: RSpec = None,
+    ) -> torch.Tensor:
+        """Embed features.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [B, T, F] normalised fbank features.
+        lens : torch.Tensor, optional
+            Relative lengths (unused: padding frames are real tokens).
+        r : optional
+            Merge schedule for this call only; the attribute ``r`` otherwise.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, 1, D] pooled embedding.
+        """
+        x, _, _, _ = self._encode(x, r, trace_source=False)
+        return self.pool(x)
+
+    def forward_tokens(
+        self,
+        x: torch.Tensor,
+        r: RSpec = None,
+        trace_source: Optional[bool] = None,
+    ) -> TokenTrace:
+        """Forward pass that also reports tokens, sizes and the source map.
+
+        Example
+        -------
+        >>> m = AST(input_tdim=128, preset="tiny", depth=2).eval()
+        >>> t = m.forward_tokens(torch.randn(1, 128, 128), r=10,
+        ...                      trace_source=True)
+        >>> t.counts, tuple(t.source.shape)
+        ([146, 136, 126], (1, 126, 146))
+        """
+        trace = self.trace_source if trace_source is None else trace_source
+        tokens, size, source, schedule = self._encode(x, r, trace)
+        counts = [self.num_tokens]
+        for r_i in schedule:
+            counts.append(counts[-1] - r_i)
+        return TokenTrace(
+            pooled=self.pool(tokens),
+            tokens=tokens,
+            size=size,
+            source=source,
+            counts=counts,
+            schedule=schedule,
+            flops=self.flops(r),
+        )
+
+
+class ASTHead(nn.Module):
+    """AST's classification head: LayerNorm then Linear.
+
+    Arguments
+    ---------
+    input_size : int
+        Embedding width D.
+    n_classes : int
+        Output classes.
+    norm_eps : float
+        LayerNorm epsilon.
+
+    Example
+    -------
+    >>> head = ASTHead(8, 3)
+    >>> head(torch.randn(2, 1, 8)).shape
+    torch.Size([2, 1, 3])
+    """
+
+    def __init__(
+        self, input_size: int, n_classes: int, norm_eps: float = 1e-6
+    ) -> None:
+        super().__init__()
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+        self.norm = nn.LayerNorm(input_size, eps=norm_eps)
+        self.linear = nn.Linear(input_size, n_classes)
+        nn.init.trunc_normal_(self.linear.weight, std=0.02)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., D] embeddings -> [..., n_classes] logits."""
+        return self.linear(self.norm(x))

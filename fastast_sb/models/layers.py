@@ -1,0 +1,308 @@
+"""Transformer layers of the AST: patch embedding, attention, MLP, block.
+
+Names follow timm (``patch_embed.proj``, ``attn.qkv``, ``mlp.fc1``) so that
+checkpoint conversion is a key map. Each block merges tokens (ToMe) between
+its attention residual and its MLP; the number merged, the token sizes and
+the source map are arguments of ``forward``, never module state.
+
+References: Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021;
+Gong et al., "AST: Audio Spectrogram Transformer", Interspeech 2021;
+Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastast_sb.tome.merge import (
+    bipartite_soft_matching,
+    merge_source,
+    merge_wavg,
+)
+
+
+def patch_grid(length: int, patch: int, stride: int) -> int:
+    """Number of patches along one axis: ``(length - patch) // stride + 1``.
+
+    Example
+    -------
+    >>> patch_grid(128, 16, 10), patch_grid(1024, 16, 10)
+    (12, 101)
+    """
+    if length < patch:
+        raise ValueError(
+            f"input length {length} is shorter than the patch size {patch}"
+        )
+    return (length - patch) // stride + 1
+
+
+class PatchEmbed(nn.Module):
+    """Split a spectrogram into overlapping 16x16 patches and project them.
+
+    Arguments
+    ---------
+    input_fdim : int
+        Mel bins F.
+    input_tdim : int
+        Frames T.
+    patch_size : int
+        Square patch side.
+    fstride, tstride : int
+        Strides along frequency and time.
+    embed_dim : int
+        Output width D.
+
+    Example
+    -------
+    >>> pe = PatchEmbed(128, 128, embed_dim=8)
+    >>> pe(torch.randn(2, 128, 128)).shape
+    torch.Size([2, 144, 8])
+    """
+
+    def __init__(
+        self,
+        input_fdim: int = 128,
+        input_tdim: int = 1024,
+        patch_size: int = 16,
+        fstride: int = 10,
+        tstride: int = 10,
+        embed_dim: int = 768,
+    ) -> None:
+        super().__init__()
+        self.input_fdim = input_fdim
+        self.input_tdim = input_tdim
+        self.f_dim = patch_grid(input_fdim, patch_size, fstride)
+        self.t_dim = patch_grid(input_tdim, patch_size, tstride)
+        self.num_patches = self.f_dim * self.t_dim
+        self.proj = nn.Conv2d(
+            1, embed_dim, kernel_size=patch_size, stride=(fstride, tstride)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] features -> [B, f_dim * t_dim, D] (frequency-major)."""
+        x = x.unsqueeze(1).transpose(2, 3)  # [B, 1, F, T]
+        x = self.proj(x)  # [B, D, f_dim, t_dim]
+        return x.flatten(2).transpose(1, 2)  # [B, f_dim * t_dim, D]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``scaled_dot_product_attention``.
+
+    Proportional attention (ToMe) adds ``log(size)`` of each key to the
+    logits, passed to SDPA as an additive mask so the fused kernel is kept.
+
+    Example
+    -------
+    >>> attn = Attention(8, num_heads=2)
+    >>> y, k = attn(torch.randn(1, 5, 8))
+    >>> y.shape, k.shape
+    (torch.Size([1, 5, 8]), torch.Size([1, 5, 4]))
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(
+                f"embed_dim {dim} is not divisible by num_heads {num_heads}"
+            )
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _qkv(
+        self, x: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x [B, H, N, hd]
+        return q, k, v
+
+    def forward(
+        self, x: torch.Tensor, size: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Attend over x [B, N, D].
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [B, N, D] tokens.
+        size : torch.Tensor, optional
+            [B, N, 1] token sizes for proportional attention.
+
+        Returns
+        -------
+        out : torch.Tensor
+            [B, N, D].
+        metric : torch.Tensor
+            [B, N, head_dim] keys averaged over heads (ToMe's metric).
+        """
+        b, n, c = x.shape
+        q, k, v = self._qkv(x)
+        mask = None
+        if size is not None:
+            mask = size.log().to(q.dtype).reshape(b, 1, 1, n)  # [B, 1, 1, N]
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.attn_drop if self.training else 0.0,
+        )
+        out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, D]
+        return self.proj_drop(self.proj(out)), k.mean(dim=1)
+
+    def attention_map(
+        self, x: torch.Tensor, size: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Explicit softmax attention weights [B, H, N, N] (for inspection).
+
+        Example
+        -------
+        >>> attn = Attention(8, num_heads=2)
+        >>> attn.attention_map(torch.randn(1, 5, 8)).sum(-1).allclose(
+        ...     torch.ones(1, 2, 5))
+        True
+        """
+        q, k, _ = self._qkv(x)
+        logits = (q @ k.transpose(-2, -1)) * self.scale
+        if size is not None:
+            logits = logits + size.log().transpose(1, 2)[:, None]
+        return logits.softmax(dim=-1)
+
+
+class Mlp(nn.Module):
+    """Two linear layers with GELU.
+
+    Example
+    -------
+    >>> Mlp(8, 32)(torch.randn(1, 3, 8)).shape
+    torch.Size([1, 3, 8])
+    """
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, N, D] -> [B, N, D]."""
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per example.
+
+    Example
+    -------
+    >>> DropPath(0.5).eval()(torch.ones(2, 3)).sum().item()
+    6.0
+    """
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {drop_prob}")
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale kept examples by 1 / keep_prob in training."""
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = x.new_empty(shape).bernoulli_(keep)
+        return x * mask / keep
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block with token merging after attention.
+
+    ``x = x + attn(norm1(x), size)``; merge r tokens; ``x = x + mlp(norm2(x))``
+
+    Example
+    -------
+    >>> blk = Block(8, num_heads=2)
+    >>> x, size, source = blk(torch.randn(1, 10, 8), r=3)
+    >>> x.shape, float(size.sum())
+    (torch.Size([1, 7, 8]), 10.0)
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        r: int = 0,
+        size: Optional[torch.Tensor] = None,
+        source: Optional[torch.Tensor] = None,
+        prop_attn: bool = True,
+        trace_source: bool = False,
+        protect: Tuple[bool, bool] = (True, True),
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Run the block, merging ``r`` tokens.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [B, N, D] tokens.
+        r : int
+            Tokens to merge in this block (0: none).
+        size : torch.Tensor, optional
+            [B, N, 1] token sizes; ``None`` means all ones.
+        source : torch.Tensor, optional
+            [B, N, N_in] source map, updated when ``trace_source``.
+        prop_attn : bool
+            Use proportional attention when sizes are known.
+        trace_source : bool
+            Track the source map.
+        protect : (bool, bool)
+            Protect CLS (index 0) and DIST (index 1) from merging.
+
+        Returns
+        -------
+        x, size, source
+            [B, N - r, D], [B, N - r, 1] or None, [B, N - r, N_in] or None.
+        """
+        attn_size = size if prop_attn else None
+        y, metric = self.attn(self.norm1(x), attn_size)
+        x = x + self.drop_path(y)
+        if r > 0:
+            merge, _ = bipartite_soft_matching(metric, r, *protect)
+            if trace_source:
+                source = merge_source(merge, x, source)
+            x, size = merge_wavg(merge, x, size)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, size, source

@@ -1,0 +1,228 @@
+"""Bipartite soft matching and size-weighted token merging.
+
+Our own implementation of token merging (ToMe) as described in
+D. Bolya, C.-Y. Fu, X. Dai, P. Zhang, C. Feichtenhofer, J. Hoffman,
+"Token Merging: Your ViT But Faster", ICLR 2023, adapted to the AST token
+layout (CLS at index 0, DIST at index 1) as in FastAST
+(Behera et al., "FastAST: Accelerating Audio Spectrogram Transformer via
+Token Merging and Cross-Model Knowledge Distillation", Interspeech 2024).
+
+Every function here is pure: the state of a forward pass (token sizes,
+source maps) is passed in and returned, never stored. All reductions are
+``gather`` / ``scatter_add`` so the merged model exports to ONNX.
+
+Layout of a merged sequence: tokens are split into a set A (even positions)
+and a set B (odd positions). CLS (index 0) is the first A token and is never
+a merge source; DIST (index 1) is the first B token and never a merge
+destination. After merging, the sequence is
+``[CLS, DIST, unmerged A (in order), B (in order)]`` when both are
+protected, so CLS stays at index 0 and DIST at index 1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import torch
+
+MergeFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def num_protected(class_token: bool = True, distill_token: bool = True) -> int:
+    """Number of prefix tokens that never merge.
+
+    Example
+    -------
+    >>> num_protected(True, True)
+    2
+    """
+    return int(class_token) + int(distill_token)
+
+
+def max_merge(num_tokens: int, protected: int = 2) -> int:
+    """Largest r one matching step can merge: ``(N - protected) // 2``.
+
+    Example
+    -------
+    >>> max_merge(146)
+    72
+    """
+    return max((num_tokens - protected) // 2, 0)
+
+
+def bipartite_soft_matching(
+    metric: torch.Tensor,
+    r: int,
+    class_token: bool = True,
+    distill_token: bool = True,
+) -> Tuple[MergeFn, MergeFn]:
+    """Find the r most similar A->B token pairs and return merge closures.
+
+    Arguments
+    ---------
+    metric : torch.Tensor
+        [B, N, C] similarity features (ToMe: attention keys averaged over
+        heads). Cosine similarity is used; no gradient flows through the
+        matching.
+    r : int
+        Tokens to remove; clipped to ``(N - protected) // 2``.
+    class_token : bool
+        Protect index 0 (CLS): never merged into another token.
+    distill_token : bool
+        Protect index 1 (DIST): never receives another token.
+
+    Returns
+    -------
+    merge : callable
+        ``merge(x [B, N, C]) -> [B, N - r, C]``: each merged token is the
+        sum of the tokens it absorbed (weight with :func:`merge_wavg`).
+    unmerge : callable
+        ``unmerge(y [B, N - r, C]) -> [B, N, C]``: copies each merged token
+        back to every position it came from.
+
+    Example
+    -------
+    >>> metric = torch.randn(2, 10, 4)
+    >>> merge, unmerge = bipartite_soft_matching(metric, r=3)
+    >>> merge(torch.randn(2, 10, 5)).shape
+    torch.Size([2, 7, 5])
+    >>> unmerge(torch.randn(2, 7, 5)).shape
+    torch.Size([2, 10, 5])
+    """
+    protected = num_protected(class_token, distill_token)
+    n = metric.shape[1]
+    r = min(int(r), max_merge(n, protected))
+    if r <= 0:
+        return _identity, _identity
+
+    with torch.no_grad():
+        metric = metric / metric.norm(dim=-1, keepdim=True)
+        a, b = metric[:, ::2, :], metric[:, 1::2, :]
+        scores = a @ b.transpose(-1, -2)  # [B, Na, Nb]
+        if class_token:
+            scores[:, 0, :] = -torch.inf
+        if distill_token:
+            scores[:, :, 0] = -torch.inf
+        node_max, node_idx = scores.max(dim=-1)  # [B, Na]
+        edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)
+        unm_idx = edge_idx[:, r:]  # [B, Na - r]
+        src_idx = edge_idx[:, :r]  # [B, r]
+        dst_idx = node_idx.gather(dim=-1, index=src_idx)  # [B, r]
+        # Keep unmerged A tokens in their original order: CLS stays first.
+        unm_idx = unm_idx.sort(dim=-1).values
+
+    na, nb = a.shape[1], b.shape[1]
+    n_unm = na - r
+    lead_a = 1 if class_token else 0
+    lead_b = 1 if distill_token else 0
+
+    def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return x.gather(dim=1, index=idx[..., None].expand(-1, -1, x.shape[-1]))
+
+    def _arrange(unm: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        # [CLS, DIST, rest of A, rest of B]: prefix tokens stay in place.
+        return torch.cat(
+            [unm[:, :lead_a], dst[:, :lead_b], unm[:, lead_a:], dst[:, lead_b:]],
+            dim=1,
+        )
+
+    def merge(x: torch.Tensor) -> torch.Tensor:
+        src, dst = x[:, ::2, :], x[:, 1::2, :]
+        unm = _gather(src, unm_idx)  # [B, Na - r, C]
+        moved = _gather(src, src_idx)  # [B, r, C]
+        index = dst_idx[..., None].expand(-1, -1, x.shape[-1])
+        dst = dst.scatter_add(1, index, moved)  # [B, Nb, C]
+        return _arrange(unm, dst)
+
+    def unmerge(y: torch.Tensor) -> torch.Tensor:
+        c = y.shape[-1]
+        unm = torch.cat([y[:, :lead_a], y[:, lead_a + lead_b : lead_b + n_unm]], 1)
+        dst = torch.cat([y[:, lead_a : lead_a + lead_b], y[:, lead_b + n_unm :]], 1)
+        moved = _gather(dst, dst_idx)  # [B, r, C]
+        out_a = y.new_zeros(y.shape[0], na, c)
+        out_a = out_a.scatter(1, unm_idx[..., None].expand(-1, -1, c), unm)
+        out_a = out_a.scatter(1, src_idx[..., None].expand(-1, -1, c), moved)
+        out = y.new_zeros(y.shape[0], na + nb, c)
+        out[:, ::2] = out_a
+        out[:, 1::2] = dst
+        return out
+
+    return merge, unmerge
+
+
+def merge_wavg(
+    merge: MergeFn,
+    x: torch.Tensor,
+    size: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Merge tokens by their size-weighted average; sizes add up.
+
+    Arguments
+    ---------
+    merge : callable
+        From :func:`bipartite_soft_matching`.
+    x : torch.Tensor
+        [B, N, C] tokens.
+    size : torch.Tensor, optional
+        [B, N, 1] number of patches each token holds (ones if ``None``).
+
+    Returns
+    -------
+    x : torch.Tensor
+        [B, N - r, C] merged tokens.
+    size : torch.Tensor
+        [B, N - r, 1] their sizes.
+
+    Example
+    -------
+    >>> x = torch.randn(1, 6, 3)
+    >>> merge, _ = bipartite_soft_matching(x, r=2)
+    >>> y, size = merge_wavg(merge, x)
+    >>> y.shape, float(size.sum())
+    (torch.Size([1, 4, 3]), 6.0)
+    """
+    if size is None:
+        size = torch.ones_like(x[..., :1])
+    x = merge(x * size)
+    size = merge(size)
+    return x / size, size
+
+
+def merge_source(
+    merge: MergeFn,
+    x: torch.Tensor,
+    source: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Track which input tokens each merged token holds.
+
+    Arguments
+    ---------
+    merge : callable
+        From :func:`bipartite_soft_matching`.
+    x : torch.Tensor
+        [B, N, C] tokens (only the shape is used when ``source`` is None).
+    source : torch.Tensor, optional
+        [B, N, N_in] 0/1 map; the identity over the N tokens when ``None``.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, N - r, N_in] map: row j marks the input tokens merged into j.
+
+    Example
+    -------
+    >>> x = torch.randn(1, 6, 3)
+    >>> merge, _ = bipartite_soft_matching(x, r=2)
+    >>> merge_source(merge, x).sum(dim=1)
+    tensor([[1., 1., 1., 1., 1., 1.]])
+    """
+    if source is None:
+        b, n, _ = x.shape
+        source = torch.eye(n, device=x.device, dtype=x.dtype)[None].expand(
+            b, n, n
+        )
+    return merge(source)

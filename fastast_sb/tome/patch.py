@@ -1,0 +1,80 @@
+"""``apply_tome``: switch token merging on (or off) for any AST.
+
+Works on a freshly built model and on one trained without merging
+("Inf" in FastAST's Table 1): merging adds no parameters, so the trained
+weights are used as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import List
+
+from torch import nn
+
+from fastast_sb.models.ast import AST
+from fastast_sb.tome.schedule import RSpec, validate_r
+
+logger = logging.getLogger(__name__)
+
+
+def find_asts(model: nn.Module) -> List[AST]:
+    """Every :class:`AST` inside ``model`` (itself included).
+
+    Example
+    -------
+    >>> m = nn.Sequential(AST(input_tdim=128, preset="tiny", depth=1))
+    >>> len(find_asts(m))
+    1
+    """
+    return [m for m in model.modules() if isinstance(m, AST)]
+
+
+def apply_tome(
+    model: nn.Module,
+    r: RSpec,
+    prop_attn: bool = True,
+    trace_source: bool = False,
+) -> nn.Module:
+    """Set the merge schedule of every AST in ``model``, in place.
+
+    Arguments
+    ---------
+    model : nn.Module
+        An :class:`AST` or a module containing one or more.
+    r : int, tuple, list or dict
+        Merge schedule (:mod:`fastast_sb.tome.schedule`); 0 disables.
+    prop_attn : bool
+        Proportional attention.
+    trace_source : bool
+        Track source maps in ``forward_tokens``.
+
+    Returns
+    -------
+    nn.Module
+        The same model (idempotent: applying twice equals applying once).
+
+    Example
+    -------
+    >>> m = apply_tome(AST(input_tdim=128, preset="tiny", depth=2), r=8)
+    >>> m.schedule()
+    [8, 8]
+    """
+    validate_r(r)
+    asts = find_asts(model)
+    if not asts:
+        raise TypeError(
+            f"apply_tome needs an AST or a module containing one; got "
+            f"{type(model).__name__}"
+        )
+    for ast in asts:
+        ast.r = r
+        ast.prop_attn = bool(prop_attn)
+        ast.trace_source = bool(trace_source)
+        logger.info(
+            "ToMe r=%r on AST (%d tokens): schedule %s",
+            r,
+            ast.num_tokens,
+            ast.schedule(),
+        )
+    return model
