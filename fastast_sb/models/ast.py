@@ -201,6 +201,21 @@ class AST(nn.Module):
         self.r = r
         self.reset_parameters()
 
+    @classmethod
+    def from_pretrained(
+        cls, path: str, input_tdim: Optional[int] = None, **overrides
+    ) -> "AST":
+        """Build an AST from our, an original-AST or a Hugging Face checkpoint.
+
+        The positional embedding is resampled to ``input_tdim`` by the AST
+        rule; ``overrides`` are further constructor arguments (e.g. ``r``).
+        See :func:`fastast_sb.models.convert.load_ast`.
+        """
+        from fastast_sb.models.convert import load_ast
+
+        model, _ = load_ast(path, input_tdim=input_tdim, **overrides)
+        return model
+
     # ------------------------------------------------------------------ setup
     def reset_parameters(self) -> None:
         """timm/DeiT initialisation: truncated normal (std 0.02)."""
@@ -412,6 +427,16 @@ class ASTHead(nn.Module):
         self.linear = nn.Linear(input_size, n_classes)
         nn.init.trunc_normal_(self.linear.weight, std=0.02)
         nn.init.zeros_(self.linear.bias)
+
+    @classmethod
+    def from_pretrained(cls, path: str) -> "ASTHead":
+        """The classification head stored in a checkpoint (see ``load_ast``)."""
+        from fastast_sb.models.convert import load_ast
+
+        _, head = load_ast(path)
+        if head is None:
+            raise ValueError(f"checkpoint {path} holds no classification head")
+        return head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[..., D] embeddings -> [..., n_classes] logits."""
