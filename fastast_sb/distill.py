@@ -3,7 +3,8 @@
 The loss follows Cross-Model Knowledge Distillation (CMKD) as used to train
 FastAST students from a frozen teacher::
 
-    loss = lam * L_task(psi(z_s), y) + (1 - lam) * L_kd(psi(z_s), psi(z_t / tau))
+    loss = lam * L_task(psi(z_s), y)
+           + (1 - lam) * L_kd(psi(z_s), psi(z_t / tau))
 
 * single-label data (ESC-50): ``psi`` is the softmax, both terms are
   cross-entropies; the KD term is the cross-entropy between

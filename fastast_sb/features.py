@@ -283,5 +283,6 @@ class Mixup(nn.Module):
         lam_t = lam.to(targets.dtype)[:, None]
         targets = lam_t * targets + (1 - lam_t) * targets[partner]
         if lens is not None:
-            lens = torch.maximum(lens, lens[partner])
+            pair = torch.maximum(lens, lens[partner])
+            lens = torch.where(apply.to(lens.device), pair, lens)
         return mixed, targets, lens

@@ -183,7 +183,7 @@ class AST(nn.Module):
             torch.zeros(1, self.num_tokens, embed_dim)
         )
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
@@ -204,7 +204,7 @@ class AST(nn.Module):
     @classmethod
     def from_pretrained(
         cls, path: str, input_tdim: Optional[int] = None, **overrides
-    ) -> "AST":
+    ) -> AST:
         """Build an AST from our, an original-AST or a Hugging Face checkpoint.
 
         The positional embedding is resampled to ``input_tdim`` by the AST
@@ -237,7 +237,7 @@ class AST(nn.Module):
 
     @r.setter
     def r(self, value: RSpec) -> None:
-        validate_r(value)
+        validate_r(value, num_layers=self.depth)
         self._r = value
 
     @property
@@ -319,7 +319,10 @@ class AST(nn.Module):
         x = self.patch_embed(x)  # [B, P, D]
         b = x.shape[0]
         prefix = torch.cat(
-            [self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1)],
+            [
+                self.cls_token.expand(b, -1, -1),
+                self.dist_token.expand(b, -1, -1),
+            ],
             dim=1,
         )  # [B, 2, D]
         x = self.pos_drop(torch.cat([prefix, x], dim=1) + self.pos_embed)
@@ -429,7 +432,7 @@ class ASTHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     @classmethod
-    def from_pretrained(cls, path: str) -> "ASTHead":
+    def from_pretrained(cls, path: str) -> ASTHead:
         """The classification head stored in a checkpoint (see ``load_ast``)."""
         from fastast_sb.models.convert import load_ast
 

@@ -8,15 +8,20 @@ layout (CLS at index 0, DIST at index 1) as in FastAST
 Token Merging and Cross-Model Knowledge Distillation", Interspeech 2024).
 
 Every function here is pure: the state of a forward pass (token sizes,
-source maps) is passed in and returned, never stored. All reductions are
-``gather`` / ``scatter_add`` so the merged model exports to ONNX.
+source maps) is passed in and returned, never stored. Only comparisons,
+``cumsum``, ``gather`` and ``scatter(_add)`` are used (no sort, no
+``.item()``), so the merged model traces and exports (TorchScript,
+``torch.export``, ONNX) for a fixed input length and schedule.
 
 Layout of a merged sequence: tokens are split into a set A (even positions)
 and a set B (odd positions). CLS (index 0) is the first A token and is never
 a merge source; DIST (index 1) is the first B token and never a merge
-destination. After merging, the sequence is
-``[CLS, DIST, unmerged A (in order), B (in order)]`` when both are
-protected, so CLS stays at index 0 and DIST at index 1.
+destination. Each A token proposes an edge to its most similar B token
+(cosine); the r best edges merge (ties: the lower A index first). After
+merging, the sequence is ``[protected prefix, unmerged A (in order),
+B (in order)]``, where the prefix holds CLS then DIST, each only when
+protected, and is left out of the A and B parts. With both protected this
+is ``[CLS, DIST, A..., B...]``: CLS stays at index 0 and DIST at index 1.
 """
 
 from __future__ import annotations
@@ -52,6 +57,53 @@ def max_merge(num_tokens: int, protected: int = 2) -> int:
     72
     """
     return max((num_tokens - protected) // 2, 0)
+
+
+def _split_top(
+    scores: torch.Tensor, r: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Split indices into the r highest scores and the rest.
+
+    Equivalent to a stable descending ``argsort`` (ties: the lower index
+    counts as higher), but built from ``topk`` values, comparisons,
+    ``cumsum`` and ``scatter`` only, so every exporter (TorchScript,
+    ``torch.export``, both ONNX paths) supports it; tie order never depends
+    on the ``topk`` kernel.
+
+    Arguments
+    ---------
+    scores : torch.Tensor
+        [B, K] scores (no NaN).
+    r : int
+        How many to select, ``0 <= r <= K``.
+
+    Returns
+    -------
+    top : torch.Tensor
+        [B, r] indices of the r highest scores, in ascending index order.
+    rest : torch.Tensor
+        [B, K - r] the other indices, in ascending order.
+
+    Example
+    -------
+    >>> _split_top(torch.tensor([[0.1, 0.9, 0.5, 0.9]]), 2)
+    (tensor([[1, 3]]), tensor([[0, 2]]))
+    >>> _split_top(torch.tensor([[0.5, 0.9, 0.5, 0.5]]), 2)
+    (tensor([[0, 1]]), tensor([[2, 3]]))
+    """
+    k = scores.shape[-1]
+    idx = torch.arange(k, device=scores.device)
+    if r <= 0:
+        return idx[:0].expand(*scores.shape[:-1], 0), idx.expand_as(scores)
+    kth = scores.topk(r, dim=-1).values[..., -1:]  # [B, 1] r-th largest
+    above = scores > kth  # [B, K]
+    tied = scores == kth  # [B, K]
+    room = r - above.sum(dim=-1, keepdim=True)  # tied slots left, >= 1
+    top = above | (tied & (tied.long().cumsum(dim=-1) <= room))  # [B, K]
+    n_top = top.long().cumsum(dim=-1) - top.long()  # top indices before i
+    pos = torch.where(top, n_top, r + idx - n_top)  # top first, then rest
+    order = torch.zeros_like(n_top).scatter(-1, pos, idx.expand_as(pos))
+    return order[..., :r], order[..., r:]
 
 
 def bipartite_soft_matching(
@@ -96,6 +148,9 @@ def bipartite_soft_matching(
     protected = num_protected(class_token, distill_token)
     n = metric.shape[1]
     r = min(int(r), max_merge(n, protected))
+    na, nb = (n + 1) // 2, n // 2
+    if distill_token and nb < 2:
+        r = 0  # the only B token is DIST, which receives nothing
     if r <= 0:
         return _identity, _identity
 
@@ -103,22 +158,22 @@ def bipartite_soft_matching(
         metric = metric / metric.norm(dim=-1, keepdim=True)
         a, b = metric[:, ::2, :], metric[:, 1::2, :]
         scores = a @ b.transpose(-1, -2)  # [B, Na, Nb]
-        if class_token:
-            scores[:, 0, :] = -torch.inf
-        if distill_token:
-            scores[:, :, 0] = -torch.inf
+        if class_token or distill_token:
+            keep = torch.ones(na, nb, dtype=torch.bool, device=scores.device)
+            if class_token:
+                keep[0, :] = False
+            if distill_token:
+                keep[:, 0] = False
+            scores = scores.masked_fill(~keep, -torch.inf)
         node_max, node_idx = scores.max(dim=-1)  # [B, Na]
-        edge_idx = node_max.argsort(dim=-1, descending=True, stable=True)
-        unm_idx = edge_idx[:, r:]  # [B, Na - r]
-        src_idx = edge_idx[:, :r]  # [B, r]
+        src_idx, unm_idx = _split_top(node_max, r)  # [B, r], [B, Na - r]
         dst_idx = node_idx.gather(dim=-1, index=src_idx)  # [B, r]
-        # Keep unmerged A tokens in their original order: CLS stays first.
-        unm_idx = unm_idx.sort(dim=-1).values
 
-    na, nb = a.shape[1], b.shape[1]
     n_unm = na - r
     lead_a = 1 if class_token else 0
     lead_b = 1 if distill_token else 0
+    even = torch.arange(0, n, 2, device=metric.device)  # A positions
+    odd = torch.arange(1, n, 2, device=metric.device)  # B positions
 
     def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return x.gather(dim=1, index=idx[..., None].expand(-1, -1, x.shape[-1]))
@@ -126,7 +181,12 @@ def bipartite_soft_matching(
     def _arrange(unm: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         # [CLS, DIST, rest of A, rest of B]: prefix tokens stay in place.
         return torch.cat(
-            [unm[:, :lead_a], dst[:, :lead_b], unm[:, lead_a:], dst[:, lead_b:]],
+            [
+                unm[:, :lead_a],
+                dst[:, :lead_b],
+                unm[:, lead_a:],
+                dst[:, lead_b:],
+            ],
             dim=1,
         )
 
@@ -139,17 +199,20 @@ def bipartite_soft_matching(
         return _arrange(unm, dst)
 
     def unmerge(y: torch.Tensor) -> torch.Tensor:
-        c = y.shape[-1]
-        unm = torch.cat([y[:, :lead_a], y[:, lead_a + lead_b : lead_b + n_unm]], 1)
-        dst = torch.cat([y[:, lead_a : lead_a + lead_b], y[:, lead_b + n_unm :]], 1)
+        bsz, c = y.shape[0], y.shape[-1]
+        unm = torch.cat(
+            [y[:, :lead_a], y[:, lead_a + lead_b : lead_b + n_unm]], 1
+        )
+        dst = torch.cat(
+            [y[:, lead_a : lead_a + lead_b], y[:, lead_b + n_unm :]], 1
+        )
         moved = _gather(dst, dst_idx)  # [B, r, C]
-        out_a = y.new_zeros(y.shape[0], na, c)
+        out_a = y.new_zeros(bsz, na, c)
         out_a = out_a.scatter(1, unm_idx[..., None].expand(-1, -1, c), unm)
         out_a = out_a.scatter(1, src_idx[..., None].expand(-1, -1, c), moved)
-        out = y.new_zeros(y.shape[0], na + nb, c)
-        out[:, ::2] = out_a
-        out[:, 1::2] = dst
-        return out
+        out = y.new_zeros(bsz, n, c)  # interleave A (even) and B (odd)
+        out = out.scatter(1, even[None, :, None].expand(bsz, -1, c), out_a)
+        return out.scatter(1, odd[None, :, None].expand(bsz, -1, c), dst)
 
     return merge, unmerge
 

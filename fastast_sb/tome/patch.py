@@ -67,6 +67,8 @@ def apply_tome(
             f"apply_tome needs an AST or a module containing one; got "
             f"{type(model).__name__}"
         )
+    for ast in asts:  # every check passes before anything changes
+        validate_r(r, num_layers=ast.depth)
     for ast in asts:
         ast.r = r
         ast.prop_attn = bool(prop_attn)

@@ -26,7 +26,7 @@ import functools
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from fastast_sb.tome.flops import encoder_flops, token_counts
+from fastast_sb.tome.flops import clip_schedule, encoder_flops, token_counts
 from fastast_sb.tome.merge import max_merge
 
 logger = logging.getLogger(__name__)
@@ -37,16 +37,23 @@ _DICT_KEYS = ({"r"}, {"r", "inflect"}, {"ratio"}, {"flops"})
 
 
 def _check_int(value: Any, what: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
         raise TypeError(f"{what} must be an int, got {value!r}")
     if value < 0:
         raise ValueError(f"{what} must be >= 0, got {value}")
     return value
 
 
-def _ramp(num_layers: int, r: int, inflect: float) -> List[int]:
+def _check_float(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _ramp(num_layers: int, r: int, inflect: Any) -> List[int]:
+    inflect = _check_float(inflect, "r inflect")
     if not -1.0 <= inflect <= 1.0:
         raise ValueError(f"r inflect must be in [-1, 1], got {inflect}")
     lo = int(r * (1 - inflect))
@@ -59,8 +66,9 @@ def _ramp(num_layers: int, r: int, inflect: float) -> List[int]:
 
 
 def _ratio(
-    num_layers: int, ratio: float, num_tokens: int, protected: int
+    num_layers: int, ratio: Any, num_tokens: int, protected: int
 ) -> List[int]:
+    ratio = _check_float(ratio, "merge ratio")
     if not 0.0 <= ratio <= 0.5:
         raise ValueError(f"merge ratio must be in [0, 0.5], got {ratio}")
     schedule, n = [], num_tokens
@@ -73,12 +81,13 @@ def _ratio(
 
 def _flop_budget(
     num_layers: int,
-    budget: float,
+    budget: Any,
     num_tokens: int,
     embed_dim: int,
     mlp_ratio: float,
     protected: int,
 ) -> List[int]:
+    budget = _check_float(budget, "FLOP budget")
     if not 0.0 < budget <= 1.0:
         raise ValueError(f"FLOP budget must be in (0, 1], got {budget}")
     full = encoder_flops(num_tokens, [0] * num_layers, embed_dim, mlp_ratio)
@@ -106,7 +115,8 @@ def _flop_budget(
         (lvl for lvl in (lo - 1, lo) if lvl >= 0),
         key=lambda lvl: abs(ratio(lvl) - budget),
     )
-    return schedule(best)
+    # Already what each block can merge: resolving it logs no clipping.
+    return clip_schedule(num_tokens, schedule(best), protected)
 
 
 def _freeze(r: RSpec) -> Any:
@@ -128,18 +138,28 @@ def _thaw(frozen: Any) -> RSpec:
     return value
 
 
-def validate_r(r: RSpec) -> None:
+def validate_r(r: RSpec, num_layers: Optional[int] = None) -> None:
     """Raise a clear error if ``r`` is not a schedule specification.
+
+    Arguments
+    ---------
+    r : int, tuple, list, dict or None
+        The specification (see the module docstring).
+    num_layers : int, optional
+        Depth of the model it is for; without it a list may have any length.
 
     Example
     -------
     >>> validate_r({"flops": 0.5})
-    >>> validate_r("fast")
+    >>> validate_r([4] * 12, num_layers=12)
+    >>> validate_r("fast")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    TypeError: r must be an int, (r, inflect), a list of ints or a dict with one of 'r', 'r'+'inflect', 'ratio', 'flops'; got 'fast'
+    TypeError: r must be an int, (r, inflect), a list of ints or a dict ...
     """
-    parse_r(4, r, num_tokens=100, embed_dim=8)
+    if num_layers is None:
+        num_layers = max(len(r), 1) if isinstance(r, list) else 4
+    parse_r(num_layers, r, num_tokens=100, embed_dim=8)
 
 
 def parse_r(
@@ -190,7 +210,12 @@ def parse_r(
     if isinstance(r, (dict, tuple, list)):
         return list(
             _parse_cached(
-                num_layers, _freeze(r), num_tokens, embed_dim, mlp_ratio, protected
+                num_layers,
+                _freeze(r),
+                num_tokens,
+                embed_dim,
+                mlp_ratio,
+                protected,
             )
         )
     if isinstance(r, bool) or not isinstance(r, (int, float)):
@@ -214,11 +239,12 @@ def _parse_cached(
     if isinstance(r, tuple):
         if len(r) != 2:
             raise ValueError(f"r tuple must be (r, inflect), got {r!r}")
-        return tuple(_ramp(num_layers, _check_int(r[0], "r"), float(r[1])))
+        return tuple(_ramp(num_layers, _check_int(r[0], "r"), r[1]))
     if isinstance(r, list):
         if len(r) > num_layers:
             raise ValueError(
-                f"r schedule has {len(r)} entries, model has {num_layers} blocks"
+                f"r schedule {r} has {len(r)} entries, model has {num_layers} "
+                "blocks"
             )
         values = [_check_int(v, f"r[{i}]") for i, v in enumerate(r)]
         return tuple(values + [0] * (num_layers - len(values)))
@@ -229,18 +255,20 @@ def _parse_cached(
             f"got {sorted(keys)}"
         )
     if "r" in keys:
-        inflect = float(r.get("inflect", 0.0))
+        inflect = r.get("inflect", 0.0)
         return tuple(_ramp(num_layers, _check_int(r["r"], "r"), inflect))
     if num_tokens is None:
-        raise ValueError(f"r={r!r} depends on the input length: pass num_tokens")
+        raise ValueError(
+            f"r={r!r} depends on the input length: pass num_tokens"
+        )
     if "ratio" in keys:
-        return tuple(_ratio(num_layers, float(r["ratio"]), num_tokens, protected))
+        return tuple(_ratio(num_layers, r["ratio"], num_tokens, protected))
     if embed_dim is None:
         raise ValueError(f"r={r!r} needs the model width: pass embed_dim")
     return tuple(
         _flop_budget(
             num_layers,
-            float(r["flops"]),
+            r["flops"],
             num_tokens,
             embed_dim,
             mlp_ratio,

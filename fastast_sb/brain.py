@@ -1,0 +1,171 @@
+"""``FastASTBrain``: the training core every recipe shares.
+
+``compute_forward`` follows the data flow, one module per line::
+
+    wav -> Mixup (train) -> KaldiFbank -> SpecAugment (train) -> GlobalNorm
+        -> AST (r_train in training, the model's r in evaluation) -> ASTHead
+    same augmented batch -> frozen teacher (if any) -> teacher logits
+
+``compute_objectives`` computes the task loss, or the CMKD loss when a
+teacher is given, and collects scores for the epoch's metrics. Hyperparameter
+keys the Brain reads: ``multilabel``, ``r_train``, ``kd_lambda``, ``kd_tau``,
+``kd_tau2``, ``lr_schedule``, ``seed``, ``epoch_counter``, ``train_logger``
+and ``metrics_file``; the teacher is passed to the constructor, never put in
+``modules`` (SpeechBrain trains and optimises those).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import speechbrain as sb
+import torch
+
+from fastast_sb.losses import task_loss
+from fastast_sb.metrics import ScoreCollector
+from fastast_sb.tome.schedule import RSpec
+
+logger = logging.getLogger(__name__)
+
+
+class FastASTBrain(sb.Brain):
+    """SpeechBrain Brain for AST / FastAST classification and tagging.
+
+    Arguments
+    ---------
+    teacher : callable, optional
+        Frozen teacher ``teacher(wavs, lens, feats) -> logits`` run on the
+        same augmented batch as the student; kept out of ``modules``.
+    *args, **kwargs
+        As for :class:`speechbrain.Brain` (modules, opt_class, hparams,
+        run_opts, checkpointer).
+    """
+
+    def __init__(self, *args: Any, teacher: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.to(self.device)
+        self.eval_r: RSpec = None
+        self.scores = ScoreCollector()
+        self.last_metrics: Dict[str, float] = {}
+
+    # ---------------------------------------------------------------- forward
+    def compute_forward(self, batch: Any, stage: sb.Stage) -> Dict[str, Any]:
+        """Student (and teacher) logits for a batch."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        targets = batch.targets.data  # [B, C]
+        train = stage == sb.Stage.TRAIN
+        wavs, targets, lens = self.modules.mixup(wavs, targets, lens)
+        feats = self.modules.compute_features(wavs, lens)
+        feats = self.modules.spec_augment(feats)
+        feats = self.modules.mean_var_norm(feats, lens)
+        r = self.hparams.r_train if train else self.eval_r
+        emb = self.modules.embedding_model(feats, lens, r=r)
+        logits = self.modules.classifier(emb).squeeze(1)
+        teacher_logits = None
+        if train and self.teacher is not None:
+            teacher_logits = self.teacher(wavs, lens, feats)
+        return {
+            "logits": logits,
+            "targets": targets,
+            "teacher_logits": teacher_logits,
+        }
+
+    def compute_objectives(
+        self, predictions: Dict[str, Any], batch: Any, stage: sb.Stage
+    ) -> torch.Tensor:
+        """Task loss, or ``lam * task + (1 - lam) * kd`` with a teacher."""
+        logits = predictions["logits"]
+        targets = predictions["targets"]
+        teacher_logits = predictions["teacher_logits"]
+        if teacher_logits is not None:
+            from fastast_sb.distill import cmkd_loss
+
+            loss = cmkd_loss(
+                logits,
+                targets,
+                teacher_logits,
+                lam=self.hparams.kd_lambda,
+                tau=self.hparams.kd_tau,
+                multilabel=self.hparams.multilabel,
+                tau2=self.hparams.kd_tau2,
+            )["total"]
+        else:
+            loss = task_loss(logits, targets, self.hparams.multilabel)
+        if stage != sb.Stage.TRAIN:
+            self.scores.append(logits, targets)
+        return loss
+
+    # -------------------------------------------------------------- schedule
+    def on_fit_batch_start(self, batch: Any, should_step: bool) -> None:
+        """Set the learning rate from AST's schedule (epoch, step)."""
+        epoch = self.hparams.epoch_counter.current
+        lr = self.hparams.lr_schedule(epoch, self.optimizer_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def on_stage_start(self, stage: sb.Stage, epoch: Optional[int] = None):
+        """Reseed per epoch (exact resume) and reset the score collector."""
+        self.scores = ScoreCollector()
+        if stage == sb.Stage.TRAIN and epoch is not None:
+            # Augmentation and dropout draw from a stream that depends only
+            # on (seed, epoch), so a resumed run repeats the same numbers.
+            torch.manual_seed(int(self.hparams.seed) * 1000 + int(epoch))
+
+    def stage_metrics(self, stage_loss: float) -> Dict[str, float]:
+        """Loss and accuracy of the finished evaluation stage."""
+        metrics = {"loss": float(stage_loss)}
+        if self.scores.stacked() is not None:
+            metrics["acc"] = self.scores.accuracy()
+        return metrics
+
+    def on_stage_end(
+        self, stage: sb.Stage, stage_loss: float, epoch: Optional[int] = None
+    ) -> None:
+        """Log, record the epoch's metrics and checkpoint (best + latest)."""
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": float(stage_loss)}
+            return
+        metrics = self.stage_metrics(stage_loss)
+        self.last_metrics = metrics
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": lr},
+                train_stats=self.train_stats,
+                valid_stats=metrics,
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={**metrics, "epoch": epoch},
+                max_keys=["acc"],
+                num_to_keep=1,
+            )
+            self._append_metrics(epoch, lr, metrics)
+        elif stage == sb.Stage.TEST:
+            self.hparams.train_logger.log_stats(
+                stats_meta={
+                    "Epoch loaded": self.hparams.epoch_counter.current,
+                    "r": self.eval_r,
+                },
+                test_stats=metrics,
+            )
+
+    def _append_metrics(
+        self, epoch: int, lr: float, metrics: Dict[str, float]
+    ) -> None:
+        if not sb.utils.distributed.if_main_process():
+            return
+        path = self.hparams.metrics_file
+        row = {"epoch": epoch, "lr": lr, "train_loss": self.train_stats["loss"]}
+        row.update({f"valid_{k}": v for k, v in metrics.items()})
+        new = not os.path.exists(path)
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)

@@ -1,0 +1,115 @@
+"""SpeechBrain datasets for audio classification and tagging manifests.
+
+A manifest is a CSV with ``ID``, ``duration``, ``wav`` and ``label``
+(multi-label: class names joined by ``;``). Every item yields ``sig`` (the
+16 kHz mono waveform) and ``targets`` (a one-hot or multi-hot float vector),
+so single- and multi-label recipes share one Brain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, List, Optional, Union
+
+import speechbrain as sb
+import torch
+from speechbrain.dataio.encoder import CategoricalEncoder
+
+from fastast_sb.audio import load_audio
+
+
+def make_label_encoder(
+    classes: Iterable[str], save_path: Optional[Union[str, Path]] = None
+) -> CategoricalEncoder:
+    """A label encoder with ``classes`` in the given order (saved if asked).
+
+    Example
+    -------
+    >>> enc = make_label_encoder(["dog", "rooster"])
+    >>> enc.encode_label("rooster"), len(enc)
+    (1, 2)
+    """
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(list(classes))
+    if save_path is not None:
+        encoder.save(str(save_path))
+    return encoder
+
+
+def read_classes(path: Union[str, Path]) -> List[str]:
+    """One class name per line.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "c.txt")
+    >>> _ = open(f, "w").write("a\\nb\\n")
+    >>> read_classes(f)
+    ['a', 'b']
+    """
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def targets_from_labels(
+    labels: str, encoder: CategoricalEncoder, multilabel: bool = False
+) -> torch.Tensor:
+    """One-hot (or multi-hot for ``;``-joined labels) float vector [C].
+
+    Example
+    -------
+    >>> enc = make_label_encoder(["a", "b", "c"])
+    >>> targets_from_labels("a;c", enc, multilabel=True)
+    tensor([1., 0., 1.])
+    """
+    names = labels.split(";") if multilabel else [labels]
+    out = torch.zeros(len(encoder))
+    for name in names:
+        if name not in encoder.lab2ind:
+            raise ValueError(
+                f"unknown class {name!r}; the model's classes are "
+                f"{list(encoder.lab2ind)[:10]}..."
+            )
+        out[encoder.lab2ind[name]] = 1.0
+    return out
+
+
+def classification_dataset(
+    manifest: Union[str, Path],
+    encoder: CategoricalEncoder,
+    sample_rate: int = 16000,
+    multilabel: bool = False,
+) -> sb.dataio.dataset.DynamicItemDataset:
+    """A dataset of ``sig`` and ``targets`` items from a CSV manifest.
+
+    Arguments
+    ---------
+    manifest : str or Path
+        CSV with ID, duration, wav, label.
+    encoder : CategoricalEncoder
+        Class names -> indices.
+    sample_rate : int
+        Audio is resampled to this rate (mono).
+    multilabel : bool
+        ``label`` holds ``;``-joined class names.
+
+    Returns
+    -------
+    DynamicItemDataset
+    """
+    dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(str(manifest))
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("sig")
+    def audio_pipeline(wav: str) -> torch.Tensor:
+        return load_audio(wav, sample_rate)
+
+    @sb.utils.data_pipeline.takes("label")
+    @sb.utils.data_pipeline.provides("targets")
+    def label_pipeline(label: str) -> torch.Tensor:
+        return targets_from_labels(label, encoder, multilabel)
+
+    dataset.add_dynamic_item(audio_pipeline)
+    dataset.add_dynamic_item(label_pipeline)
+    dataset.set_output_keys(["id", "sig", "targets"])
+    return dataset

@@ -1,0 +1,252 @@
+"""EfficientNet-B2 with multi-head attention pooling (PSLA / CMKD teacher).
+
+The CNN teacher of PSLA and CMKD: an EfficientNet-B2 trunk over a one-channel
+log-mel spectrogram, mean over the remaining frequency axis, then attention
+pooling over time with several heads. Each head computes, from 1x1
+convolutions over the 1408 trunk channels,
+
+* an attention map ``a = sigmoid(W_a x)`` normalised over time,
+* class outputs ``c = W_c x``,
+
+and pools ``sum_t a * c``. The heads are summed with learned,
+softmax-normalised weights. PSLA passes the class outputs through a sigmoid
+and emits probabilities; here they stay linear so that the model emits
+logits, as :func:`fastast_sb.distill.cmkd_loss` expects.
+
+Input is AST-normalised log-mel features ``(fbank - mean) / (2 * std)``.
+PSLA normalises with ``(fbank - mean) / std`` (AudioSet mean -4.6476, std
+4.5699); set ``renormalize=True`` to convert the AST input to that
+convention (needed only for weights trained the PSLA way).
+
+References
+----------
+Y. Gong, Y.-A. Chung, J. Glass, "PSLA: Improving Audio Tagging with
+Pretraining, Sampling, Labeling, and Aggregation", IEEE/ACM TASLP, 2021.
+
+Y. Gong, S. Khurana, A. Rouditchenko, J. Glass, "CMKD: CNN/Transformer-Based
+Cross-Model Knowledge Distillation for Audio Classification", arXiv:2203.06760,
+2022.
+
+M. Tan, Q. Le, "EfficientNet: Rethinking Model Scaling for Convolutional
+Neural Networks", ICML 2019.
+"""
+
+import logging
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from efficientnet_pytorch import EfficientNet
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AST_AUDIOSET_MEAN",
+    "AST_AUDIOSET_STD",
+    "PSLA_AUDIOSET_MEAN",
+    "PSLA_AUDIOSET_STD",
+    "AttentionPooling",
+    "EfficientNetTeacher",
+]
+
+AST_AUDIOSET_MEAN = -4.2677393
+AST_AUDIOSET_STD = 4.5689974
+PSLA_AUDIOSET_MEAN = -4.6476
+PSLA_AUDIOSET_STD = 4.5699
+
+
+class AttentionPooling(nn.Module):
+    """Multi-head attention pooling over time that outputs logits.
+
+    Arguments
+    ---------
+    in_channels : int
+        Channels of the input sequence.
+    num_classes : int
+        Output logits.
+    num_heads : int
+        Attention heads.
+    eps : float
+        Floor of the attention weights before normalisation.
+
+    Example
+    -------
+    >>> pool = AttentionPooling(16, 5, num_heads=2)
+    >>> pool(torch.randn(3, 16, 7)).shape  # [B, C_in, T] -> [B, classes]
+    torch.Size([3, 5])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        num_heads: int = 4,
+        eps: float = 1e-7,
+    ) -> None:
+        super().__init__()
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be >= 1, got {num_heads}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_heads = num_heads
+        self.num_classes = num_classes
+        self.eps = eps
+        # All heads in one 1x1 convolution each: [H * classes] channels.
+        self.attention = nn.Conv1d(in_channels, num_heads * num_classes, 1)
+        self.classes = nn.Conv1d(in_channels, num_heads * num_classes, 1)
+        self.head_weight = nn.Parameter(torch.zeros(num_heads))
+
+    def forward(
+        self, x: torch.Tensor, mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Pool ``x [B, C_in, T]`` into logits ``[B, num_classes]``.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Sequence ``[B, C_in, T]``.
+        mask : torch.Tensor, optional
+            Boolean ``[B, T]``, ``True`` on valid frames; padded frames get
+            zero attention.
+
+        Returns
+        -------
+        torch.Tensor
+            Logits ``[B, num_classes]``.
+        """
+        batch, _, time = x.shape
+        shape = (batch, self.num_heads, self.num_classes, time)
+        att = torch.sigmoid(self.attention(x)).view(shape)  # [B, H, K, T]
+        att = att.clamp(min=self.eps)
+        if mask is not None:
+            att = att * mask[:, None, None, :].to(att.dtype)
+        att = att / att.sum(dim=-1, keepdim=True)
+        cla = self.classes(x).view(shape)  # [B, H, K, T]
+        heads = (att * cla).sum(dim=-1)  # [B, H, K]
+        weights = torch.softmax(self.head_weight, dim=0)  # [H]
+        return torch.einsum("bhk,h->bk", heads, weights)
+
+
+class EfficientNetTeacher(nn.Module):
+    """EfficientNet-B2 + attention pooling over AST-normalised features.
+
+    The trunk is built with ``EfficientNet.from_name`` (random initial
+    weights, nothing downloaded). It reduces time and frequency by 32, so
+    ``T = 128`` leaves 4 frames to pool.
+
+    Arguments
+    ---------
+    num_classes : int
+        Output logits.
+    model_name : str
+        ``efficientnet_pytorch`` model name.
+    num_heads : int
+        Attention-pooling heads.
+    renormalize : bool
+        Convert input from the AST convention ``(x - input_mean) /
+        (2 * input_std)`` to PSLA's ``(x - target_mean) / target_std``.
+    input_mean : float
+        Mean used by the AST normalisation of the input.
+    input_std : float
+        Standard deviation used by the AST normalisation of the input.
+    target_mean : float
+        Mean of the PSLA normalisation.
+    target_std : float
+        Standard deviation of the PSLA normalisation.
+
+    Example
+    -------
+    >>> teacher = EfficientNetTeacher(10, model_name="efficientnet-b0")
+    >>> teacher.eval()(torch.randn(1, 64, 128)).shape  # [B, T, F] -> [B, C]
+    torch.Size([1, 10])
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 527,
+        model_name: str = "efficientnet-b2",
+        num_heads: int = 4,
+        renormalize: bool = False,
+        input_mean: float = AST_AUDIOSET_MEAN,
+        input_std: float = AST_AUDIOSET_STD,
+        target_mean: float = PSLA_AUDIOSET_MEAN,
+        target_std: float = PSLA_AUDIOSET_STD,
+    ) -> None:
+        super().__init__()
+        if input_std <= 0 or target_std <= 0:
+            raise ValueError(
+                f"input_std and target_std must be > 0, got {input_std} and "
+                f"{target_std}"
+            )
+        self.trunk = EfficientNet.from_name(model_name, in_channels=1)
+        # Only ``extract_features`` is used: drop the unused ImageNet
+        # classifier so that every parameter receives a gradient (DDP).
+        self.trunk._fc = nn.Identity()
+        channels = self.trunk._conv_head.out_channels
+        self.pooling = AttentionPooling(channels, num_classes, num_heads)
+        self.renormalize = renormalize
+        # x_psla = x_ast * scale + shift, with fbank = x_ast * 2 s_in + m_in.
+        self.scale = 2.0 * input_std / target_std
+        self.shift = (input_mean - target_mean) / target_std
+        self.num_classes = num_classes
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        """Apply the input convention of the trunk.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            AST-normalised features ``[B, T, F]``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``feats`` unchanged, or in PSLA's ``(x - mean) / std`` convention
+            when ``renormalize`` is set.
+
+        Example
+        -------
+        >>> teacher = EfficientNetTeacher(
+        ...     2, model_name="efficientnet-b0", renormalize=True
+        ... )
+        >>> fbank = torch.tensor([[[PSLA_AUDIOSET_MEAN]]])
+        >>> ast = (fbank - AST_AUDIOSET_MEAN) / (2 * AST_AUDIOSET_STD)
+        >>> teacher.normalize(ast).abs().item() < 1e-6
+        True
+        """
+        if not self.renormalize:
+            return feats
+        return feats * self.scale + self.shift
+
+    def forward(
+        self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Classify a batch of features.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            AST-normalised log-mel features ``[B, T, F]``.
+        lens : torch.Tensor, optional
+            Relative lengths ``[B]`` in ``(0, 1]``; pooled frames past them
+            get no attention.
+
+        Returns
+        -------
+        torch.Tensor
+            Logits ``[B, num_classes]``.
+        """
+        if feats.dim() != 3:
+            raise ValueError(
+                f"feats must be [B, T, F], got shape {tuple(feats.shape)}"
+            )
+        x = self.normalize(feats)
+        x = x.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
+        x = self.trunk.extract_features(x)  # [B, C, F / 32, T / 32]
+        x = x.mean(dim=2)  # [B, C, T']
+        mask = None
+        if lens is not None:
+            frames = x.shape[-1]
+            valid = torch.ceil(lens.to(x.device).float() * frames).clamp(1)
+            mask = torch.arange(frames, device=x.device) < valid[:, None]
+        return self.pooling(x, mask)

@@ -1,0 +1,263 @@
+"""Prepare ESC-50 (or its ESC-10 subset) for the FastAST recipe.
+
+Reads an ESC-50 folder (``audio/`` and ``meta/esc50.csv``) and writes
+SpeechBrain CSV manifests (train / valid / test for one held-out fold) and
+the class list into ``save_folder``; the data folder is only read.
+
+K. J. Piczak, "ESC: Dataset for Environmental Sound Classification",
+ACM Multimedia 2015. https://github.com/karolpiczak/ESC-50
+
+Usage (explicit download for users who are online; tests never download)::
+
+    python recipes/ESC50/prepare.py --download --data_folder data/ESC-50
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
+
+#: ESC-50's 50 categories by target id.
+ESC50_CLASSES = (
+    "dog rooster pig cow frog cat hen insects sheep crow rain sea_waves "
+    "crackling_fire crickets chirping_birds water_drops wind pouring_water "
+    "toilet_flush thunderstorm crying_baby sneezing clapping breathing "
+    "coughing footsteps laughing brushing_teeth snoring drinking_sipping "
+    "door_wood_knock mouse_click keyboard_typing door_wood_creaks "
+    "can_opening washing_machine vacuum_cleaner clock_alarm clock_tick "
+    "glass_breaking helicopter chainsaw siren car_horn engine train "
+    "church_bells airplane fireworks hand_saw"
+).split()
+
+MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "fold"]
+
+
+class DataError(ValueError):
+    """The data folder is missing, incomplete or inconsistent."""
+
+
+def _missing_data_message(data_folder: Path) -> str:
+    return (
+        f"ESC-50 not found at {data_folder}: expected {data_folder}/audio/ "
+        f"and {data_folder}/meta/esc50.csv. Download and extract "
+        f"{ESC50_URL} there, or run: python recipes/ESC50/prepare.py "
+        f"--download --data_folder {data_folder}"
+    )
+
+
+def read_metadata(data_folder: Path) -> List[Dict[str, str]]:
+    """Rows of ``meta/esc50.csv``, checked against ESC-50's classes."""
+    meta = data_folder / "meta" / "esc50.csv"
+    if not (data_folder / "audio").is_dir() or not meta.is_file():
+        raise DataError(_missing_data_message(data_folder))
+    with open(meta, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise DataError(f"{meta} lists no clips")
+    needed = {"filename", "fold", "target", "category"}
+    missing_cols = needed - set(rows[0])
+    if missing_cols:
+        raise DataError(
+            f"{meta} lacks columns {sorted(missing_cols)}; expected the "
+            "ESC-50 columns filename,fold,target,category,..."
+        )
+    errors = []
+    for i, row in enumerate(rows, start=2):
+        cat = row["category"]
+        if cat not in ESC50_CLASSES:
+            errors.append(
+                f"line {i}: unknown class {cat!r} (not one of ESC-50's 50)"
+            )
+        elif int(row["target"]) != ESC50_CLASSES.index(cat):
+            errors.append(
+                f"line {i}: target {row['target']} does not match class "
+                f"{cat!r} (ESC-50 id {ESC50_CLASSES.index(cat)})"
+            )
+    if errors:
+        raise DataError(f"{meta}: " + "; ".join(errors[:20]))
+    return rows
+
+
+def check_audio(data_folder: Path, rows: Sequence[Dict[str, str]]) -> Dict:
+    """Duration of every clip; all unreadable files in one error."""
+    durations, problems = {}, []
+    for row in rows:
+        path = data_folder / "audio" / row["filename"]
+        if not path.is_file():
+            problems.append(f"missing: {path}")
+            continue
+        try:
+            info = sf.info(str(path))
+            if info.frames == 0:
+                raise RuntimeError("no samples")
+        except (RuntimeError, sf.LibsndfileError) as err:
+            problems.append(f"unreadable: {path} ({err})")
+            continue
+        durations[row["filename"]] = info.frames / info.samplerate
+    if problems:
+        raise DataError(
+            f"{len(problems)} of {len(rows)} clips listed in "
+            f"{data_folder}/meta/esc50.csv cannot be used:\n  "
+            + "\n  ".join(problems)
+        )
+    return durations
+
+
+def class_list(rows: Sequence[Dict[str, str]]) -> List[str]:
+    """Categories present in the data, in ESC-50 target order."""
+    present = {row["category"] for row in rows}
+    return [c for c in ESC50_CLASSES if c in present]
+
+
+def _write_manifest(path: Path, rows, durations, data_folder: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    "ID": Path(row["filename"]).stem,
+                    "duration": f"{durations[row['filename']]:.3f}",
+                    "wav": str(data_folder / "audio" / row["filename"]),
+                    "label": row["category"],
+                    "fold": row["fold"],
+                }
+            )
+
+
+def prepare_esc50(
+    data_folder: str,
+    save_folder: str,
+    test_fold: int = 5,
+    valid_fold: Optional[int] = None,
+    train_folds: Optional[Sequence[int]] = None,
+) -> Dict[str, str]:
+    """Write train/valid/test manifests and ``classes.txt``.
+
+    Arguments
+    ---------
+    data_folder : str
+        ESC-50 root (``audio/``, ``meta/esc50.csv``); only read.
+    save_folder : str
+        Where manifests go (the run's output folder).
+    test_fold : int
+        Held-out fold.
+    valid_fold : int, optional
+        Fold for per-epoch validation; the test fold when ``None`` (the AST
+        protocol: accuracy per epoch on the held-out fold).
+    train_folds : sequence of int, optional
+        Training folds; all folds but the test and validation folds when
+        ``None``.
+
+    Returns
+    -------
+    dict
+        Paths of ``train``, ``valid``, ``test`` manifests and ``classes``.
+    """
+    data = Path(data_folder).expanduser().resolve()
+    save = Path(save_folder)
+    save.mkdir(parents=True, exist_ok=True)
+    rows = read_metadata(data)
+    folds = sorted({int(r["fold"]) for r in rows})
+    valid_fold = test_fold if valid_fold is None else valid_fold
+    if train_folds is None:
+        train_folds = [f for f in folds if f not in (test_fold, valid_fold)]
+    for name, fold_list in (
+        ("test", [test_fold]),
+        ("valid", [valid_fold]),
+        ("train", list(train_folds)),
+    ):
+        absent = [f for f in fold_list if f not in folds]
+        if absent or not fold_list:
+            raise DataError(
+                f"{name} fold(s) {fold_list} not in the data: {data} has "
+                f"folds {folds}"
+            )
+    durations = check_audio(data, rows)
+    paths = {
+        "train": save / "train.csv",
+        "valid": save / "valid.csv",
+        "test": save / "test.csv",
+        "classes": save / "classes.txt",
+    }
+    splits = {
+        "train": [r for r in rows if int(r["fold"]) in set(train_folds)],
+        "valid": [r for r in rows if int(r["fold"]) == valid_fold],
+        "test": [r for r in rows if int(r["fold"]) == test_fold],
+    }
+    for split, split_rows in splits.items():
+        _write_manifest(paths[split], split_rows, durations, data)
+    paths["classes"].write_text("\n".join(class_list(rows)) + "\n")
+    info = {
+        "data_folder": str(data),
+        "test_fold": test_fold,
+        "valid_fold": valid_fold,
+        "train_folds": list(train_folds),
+        "counts": {k: len(v) for k, v in splits.items()},
+    }
+    (save / "prepare.json").write_text(json.dumps(info, indent=2))
+    logger.info("ESC-50 manifests in %s: %s", save, info["counts"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def download_esc50(data_folder: str) -> Path:
+    """Fetch and extract the official ESC-50 archive (needs network)."""
+    target = Path(data_folder).expanduser()
+    if (target / "meta" / "esc50.csv").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.parent / "ESC-50-master.zip"
+    try:
+        urllib.request.urlretrieve(ESC50_URL, archive)
+    except OSError as err:
+        raise DataError(
+            f"could not download {ESC50_URL} ({err}). Offline? Download it "
+            f"elsewhere and extract it so that {target}/audio and "
+            f"{target}/meta/esc50.csv exist."
+        ) from err
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(target.parent)
+    (target.parent / "ESC-50-master").rename(target)
+    archive.unlink()
+    return target
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: optionally download, then check the data folder."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--save_folder", default=None)
+    parser.add_argument("--test_fold", type=int, default=5)
+    parser.add_argument("--download", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    if args.download:
+        download_esc50(args.data_folder)
+    try:
+        if args.save_folder:
+            prepare_esc50(args.data_folder, args.save_folder, args.test_fold)
+        else:
+            rows = read_metadata(Path(args.data_folder))
+            check_audio(Path(args.data_folder), rows)
+            print(f"{len(rows)} clips OK in {args.data_folder}")
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
