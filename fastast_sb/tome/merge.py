@@ -8,10 +8,11 @@ layout (CLS at index 0, DIST at index 1) as in FastAST
 Token Merging and Cross-Model Knowledge Distillation", Interspeech 2024).
 
 Every function here is pure: the state of a forward pass (token sizes,
-source maps) is passed in and returned, never stored. Only comparisons,
-``cumsum``, ``gather`` and ``scatter(_add)`` are used (no sort, no
-``.item()``), so the merged model traces and exports (TorchScript,
-``torch.export``, ONNX) for a fixed input length and schedule.
+source maps) is passed in and returned, never stored. Only ``topk``
+values, comparisons, ``cumsum``, ``gather`` and ``scatter(_add)`` are used
+(no sort, no ``.item()``), so the merged model traces and exports
+(TorchScript, ``torch.export``, ONNX) for a fixed input length and
+schedule.
 
 Layout of a merged sequence: tokens are split into a set A (even positions)
 and a set B (odd positions). CLS (index 0) is the first A token and is never

@@ -263,9 +263,9 @@ def plot_merge_groups(
     -------
     >>> import tempfile, os
     >>> from fastast_sb.tome.merge import bipartite_soft_matching, merge_source
-    >>> fbank = torch.randn(128, 128)
-    >>> tokens = torch.randn(1, 146, 8)
-    >>> merge, _ = bipartite_soft_matching(tokens, r=60)
+    >>> fbank = torch.randn(56, 36)  # T=56, F=36: a 3 x 5 patch grid
+    >>> tokens = torch.randn(1, 2 + 15, 8)
+    >>> merge, _ = bipartite_soft_matching(tokens, r=6)
     >>> source = merge_source(merge, tokens)[0]
     >>> tmp = tempfile.TemporaryDirectory()
     >>> path = plot_merge_groups(fbank, source, os.path.join(tmp.name, "g.png"))
@@ -377,13 +377,13 @@ def visualize(
     -------
     >>> import tempfile, os
     >>> from fastast_sb.models.ast import AST
-    >>> model = AST(input_tdim=128, preset="tiny", depth=2).eval()
-    >>> feats = torch.randn(128, 128)
+    >>> model = AST(input_tdim=64, preset="tiny", depth=2).eval()
+    >>> feats = torch.randn(64, 128)
     >>> tmp = tempfile.TemporaryDirectory()
     >>> path, trace = visualize(model, feats, feats,
-    ...                         os.path.join(tmp.name, "g.png"), r=30)
+    ...                         os.path.join(tmp.name, "g.png"), r=20)
     >>> trace.counts
-    [146, 116, 86]
+    [62, 42, 22]
     >>> tmp.cleanup()
     """
     if feats.ndim == 2:

@@ -1,0 +1,446 @@
+"""PaSST: a ViT audio tagger with patchout, usable as a frozen teacher.
+
+Our own implementation of the Patchout faSt Spectrogram Transformer:
+
+* patch embedding with :class:`~fastast_sb.models.layers.PatchEmbed`
+  (overlapping 16x16 patches, frequency-major grid ``[f_dim, t_dim]``);
+* disentangled positional embeddings: a frequency embedding
+  ``[1, D, f_dim, 1]`` and a time embedding ``[1, D, 1, t_dim]`` added to the
+  patch grid, plus one embedding ``[1, 2, D]`` for the CLS and DIST tokens;
+* structured patchout, in training only: ``s_patchout_t`` random time
+  columns and ``s_patchout_f`` random frequency rows of the grid are dropped
+  (the same ones for the whole batch); nothing is dropped in evaluation;
+* CLS + DIST tokens, pre-LN transformer blocks
+  (:class:`~fastast_sb.models.layers.Block`, no token merging), a final
+  LayerNorm and ``logits = head((x_CLS + x_DIST) / 2)`` with
+  ``head = LayerNorm + Linear``.
+
+Inputs shorter than ``input_tdim`` are accepted: the time embedding is cut to
+the patch columns present (from a random offset in training, from the start
+in evaluation), as PaSST does. Longer inputs are rejected.
+
+Parameter names follow PaSST's (``patch_embed.proj``, ``cls_token``,
+``dist_token``, ``new_pos_embed``, ``freq_new_pos_embed``,
+``time_new_pos_embed``, ``blocks.{i}.attn.qkv``, ``norm``, ``head.0``,
+``head.1``), so a PaSST state dict loads after
+:func:`convert_passt_state_dict`.
+
+Front end: PaSST's released models read 32 kHz audio through their own
+log-mel front end (128 bands, 10 ms hop). Here the model is fed our 16 kHz
+AST features (Kaldi fbank, ``(x - mean) / (2 * std)``), the very features the
+student sees; released PaSST weights therefore meet inputs they were not
+trained on, and should be fine-tuned on them (or trained from scratch) before
+they teach.
+
+References
+----------
+K. Koutini, J. Schlüter, H. Eghbal-zadeh, G. Widmer, "Efficient Training of
+Audio Transformers with Patchout", Interspeech 2022.
+
+H. Touvron et al., "Training data-efficient image transformers & distillation
+through attention", ICML 2021.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from fastast_sb.models.layers import Block, PatchEmbed, patch_grid
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PASST_PRESETS", "PaSST", "convert_passt_state_dict"]
+
+#: (embed_dim, depth, num_heads); "mini" is for tests and smoke runs.
+PASST_PRESETS: Dict[str, Tuple[int, int, int]] = {
+    "mini": (64, 2, 2),
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+
+
+class PaSST(nn.Module):
+    """Patchout spectrogram transformer over AST features.
+
+    Arguments
+    ---------
+    input_tdim : int
+        Largest number of frames T (sets the time embedding length).
+    input_fdim : int
+        Mel bins F.
+    patch_size : int
+        Square patch side.
+    fstride : int
+        Patch stride along frequency.
+    tstride : int
+        Patch stride along time.
+    preset : str, optional
+        "mini", "tiny", "small" or "base": default ``embed_dim``, ``depth``
+        and ``num_heads`` (explicit values override it; without a preset the
+        default is "base").
+    embed_dim : int, optional
+        Width D.
+    depth : int, optional
+        Number of blocks.
+    num_heads : int, optional
+        Attention heads.
+    num_classes : int
+        Output logits.
+    s_patchout_t : int
+        Time columns of the patch grid dropped in training.
+    s_patchout_f : int
+        Frequency rows of the patch grid dropped in training.
+    mlp_ratio : float
+        MLP hidden size over width.
+    drop_rate : float
+        Dropout after the embeddings and projections.
+    attn_drop_rate : float
+        Dropout on the attention weights.
+    drop_path_rate : float
+        Stochastic depth of the last block (linearly increasing from 0).
+    norm_eps : float
+        LayerNorm epsilon.
+
+    Example
+    -------
+    >>> model = PaSST(input_tdim=128, preset="mini", num_classes=5).eval()
+    >>> model(torch.randn(2, 128, 128)).shape  # [B, T, F] -> [B, C]
+    torch.Size([2, 5])
+    >>> model.grid, model.num_tokens
+    ((12, 12), 146)
+    """
+
+    def __init__(
+        self,
+        input_tdim: int = 998,
+        input_fdim: int = 128,
+        patch_size: int = 16,
+        fstride: int = 10,
+        tstride: int = 10,
+        preset: Optional[str] = None,
+        embed_dim: Optional[int] = None,
+        depth: Optional[int] = None,
+        num_heads: Optional[int] = None,
+        num_classes: int = 527,
+        s_patchout_t: int = 0,
+        s_patchout_f: int = 0,
+        mlp_ratio: float = 4.0,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        if preset is not None and preset not in PASST_PRESETS:
+            raise ValueError(
+                f"unknown PaSST preset {preset!r}; expected one of "
+                f"{sorted(PASST_PRESETS)}"
+            )
+        dims = PASST_PRESETS[preset or "base"]
+        embed_dim = dims[0] if embed_dim is None else embed_dim
+        depth = dims[1] if depth is None else depth
+        num_heads = dims[2] if num_heads is None else num_heads
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if input_fdim < patch_size or input_tdim < patch_size:
+            raise ValueError(
+                f"input of {input_tdim} frames x {input_fdim} mel bins is "
+                f"smaller than the patch size {patch_size}"
+            )
+        self.patch_embed = PatchEmbed(
+            input_fdim, input_tdim, patch_size, fstride, tstride, embed_dim
+        )
+        f_dim, t_dim = self.patch_embed.f_dim, self.patch_embed.t_dim
+        if not 0 <= s_patchout_t < t_dim:
+            raise ValueError(
+                f"s_patchout_t={s_patchout_t} must be in [0, {t_dim}): the "
+                f"patch grid has {t_dim} time columns"
+            )
+        if not 0 <= s_patchout_f < f_dim:
+            raise ValueError(
+                f"s_patchout_f={s_patchout_f} must be in [0, {f_dim}): the "
+                f"patch grid has {f_dim} frequency rows"
+            )
+        self.input_tdim = input_tdim
+        self.input_fdim = input_fdim
+        self.patch_size = patch_size
+        self.tstride = tstride
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.num_classes = num_classes
+        self.s_patchout_t = s_patchout_t
+        self.s_patchout_f = s_patchout_f
+        self.num_prefix_tokens = 2
+        self.num_tokens = self.patch_embed.num_patches + self.num_prefix_tokens
+
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.new_pos_embed = nn.Parameter(torch.zeros(1, 2, embed_dim))
+        self.freq_new_pos_embed = nn.Parameter(
+            torch.zeros(1, embed_dim, f_dim, 1)
+        )
+        self.time_new_pos_embed = nn.Parameter(
+            torch.zeros(1, embed_dim, 1, t_dim)
+        )
+        self.pos_drop = nn.Dropout(drop_rate)
+        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias=True,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=rate,
+                norm_eps=norm_eps,
+            )
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head = nn.Sequential(
+            nn.LayerNorm(embed_dim, eps=norm_eps),
+            nn.Linear(embed_dim, num_classes),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """timm/DeiT initialisation: truncated normal (std 0.02)."""
+        for p in (
+            self.cls_token,
+            self.dist_token,
+            self.new_pos_embed,
+            self.freq_new_pos_embed,
+            self.time_new_pos_embed,
+        ):
+            nn.init.trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, torch.Tensor], **overrides
+    ) -> PaSST:
+        """Build a PaSST whose shape fits ``state`` and load it strictly.
+
+        ``embed_dim``, ``depth`` and ``num_classes`` are read from the state
+        dict, and ``input_tdim`` is the largest frame count whose patch grid
+        has as many time columns as its time embedding (shorter inputs are
+        accepted); ``num_heads`` defaults to ``embed_dim // 64``.
+        ``overrides`` are further constructor arguments (e.g.
+        ``num_heads``, ``tstride``); they win over what is read.
+
+        Arguments
+        ---------
+        state : mapping of str to torch.Tensor
+            Our or PaSST's state dict (see :func:`convert_passt_state_dict`).
+        **overrides
+            Constructor arguments.
+
+        Returns
+        -------
+        PaSST
+            The loaded model, in eval mode.
+
+        Example
+        -------
+        >>> saved = PaSST(input_tdim=128, preset="mini", num_classes=3)
+        >>> model = PaSST.from_state_dict(saved.state_dict(), num_heads=2)
+        >>> model.grid, model.input_tdim, model.num_classes, model.training
+        ((12, 12), 135, 3, False)
+        """
+        state = convert_passt_state_dict(state)
+        needed = ("cls_token", "time_new_pos_embed", "head.1.bias")
+        missing = [k for k in needed if k not in state]
+        if missing:
+            raise ValueError(f"not a PaSST state dict: missing keys {missing}")
+        patch = int(overrides.get("patch_size", 16))
+        tstride = int(overrides.get("tstride", 10))
+        embed_dim = int(state["cls_token"].shape[-1])
+        t_dim = int(state["time_new_pos_embed"].shape[3])
+        depth = 0
+        while f"blocks.{depth}.norm1.weight" in state:
+            depth += 1
+        config = {
+            "input_tdim": t_dim * tstride + patch - 1,
+            "embed_dim": embed_dim,
+            "depth": depth,
+            "num_heads": max(embed_dim // 64, 1),
+            "num_classes": int(state["head.1.bias"].shape[0]),
+        }
+        config.update(overrides)
+        model = cls(**config)
+        model.load_state_dict(state, strict=True)
+        logger.info(
+            "Loaded PaSST (D=%d, depth %d, grid %s, %d classes)",
+            model.embed_dim,
+            model.depth,
+            model.grid,
+            model.num_classes,
+        )
+        return model.eval()
+
+    @property
+    def grid(self) -> Tuple[int, int]:
+        """Patch grid ``(f_dim, t_dim)`` of an ``input_tdim``-frame input."""
+        return self.patch_embed.f_dim, self.patch_embed.t_dim
+
+    def _check_input(self, feats: torch.Tensor) -> None:
+        if feats.dim() != 3:
+            raise ValueError(
+                f"PaSST expects features [B, T, F], got shape "
+                f"{tuple(feats.shape)}"
+            )
+        frames, bins = feats.shape[1], feats.shape[2]
+        if bins != self.input_fdim:
+            raise ValueError(
+                f"PaSST expects {self.input_fdim} mel bins, got {bins} "
+                f"(features of shape {tuple(feats.shape)})"
+            )
+        if not self.patch_size <= frames <= self.input_tdim:
+            raise ValueError(
+                f"PaSST expects {self.patch_size} to {self.input_tdim} frames, "
+                f"got {frames}: set the fbank target_length to at most the "
+                "model's input_tdim"
+            )
+
+    def _time_embedding(self, t_dim: int) -> torch.Tensor:
+        """The time embedding ``[1, D, 1, t_dim]`` for ``t_dim`` columns."""
+        full = self.time_new_pos_embed.shape[-1]
+        if t_dim == full:
+            return self.time_new_pos_embed
+        offset = 0
+        if self.training:
+            offset = int(torch.randint(full - t_dim + 1, (1,)).item())
+        return self.time_new_pos_embed[..., offset : offset + t_dim]
+
+    def _patchout(self, x: torch.Tensor) -> torch.Tensor:
+        """Drop random time columns / frequency rows of ``x [B, D, f, t]``."""
+        if not self.training:
+            return x
+        f_dim, t_dim = x.shape[2], x.shape[3]
+        if self.s_patchout_t:
+            if self.s_patchout_t >= t_dim:
+                raise ValueError(
+                    f"s_patchout_t={self.s_patchout_t} would drop all "
+                    f"{t_dim} time columns of this input"
+                )
+            keep = torch.randperm(t_dim, device=x.device)
+            keep = keep[: t_dim - self.s_patchout_t].sort().values
+            x = x[:, :, :, keep]  # [B, D, f, t - s_t]
+        if self.s_patchout_f:
+            keep = torch.randperm(f_dim, device=x.device)
+            keep = keep[: f_dim - self.s_patchout_f].sort().values
+            x = x[:, :, keep, :]  # [B, D, f - s_f, t']
+        return x
+
+    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Encode features into the final tokens.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            AST-normalised features ``[B, T, F]``.
+
+        Returns
+        -------
+        torch.Tensor
+            Normalised tokens ``[B, 2 + N, D]`` (CLS, DIST, then the patches
+            kept by patchout).
+
+        Example
+        -------
+        >>> model = PaSST(input_tdim=128, preset="mini", s_patchout_t=4)
+        >>> model.train().forward_features(torch.randn(1, 128, 128)).shape
+        torch.Size([1, 98, 64])
+        >>> model.eval().forward_features(torch.randn(1, 128, 128)).shape
+        torch.Size([1, 146, 64])
+        """
+        self._check_input(feats)
+        b = feats.shape[0]
+        f_dim = self.patch_embed.f_dim
+        t_dim = patch_grid(feats.shape[1], self.patch_size, self.tstride)
+        x = self.patch_embed(feats)  # [B, f * t, D]
+        x = x.transpose(1, 2).reshape(b, self.embed_dim, f_dim, t_dim)
+        x = x + self.freq_new_pos_embed + self._time_embedding(t_dim)
+        x = self._patchout(x)  # [B, D, f', t']
+        x = x.flatten(2).transpose(1, 2)  # [B, f' * t', D]
+        prefix = torch.cat([self.cls_token, self.dist_token], dim=1)
+        prefix = (prefix + self.new_pos_embed).expand(b, -1, -1)  # [B, 2, D]
+        x = self.pos_drop(torch.cat([prefix, x], dim=1))  # [B, 2 + N, D]
+        for block in self.blocks:
+            x, _, _ = block(x)
+        return self.norm(x)
+
+    def forward(
+        self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Tag a batch of features.
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            AST-normalised log-mel features ``[B, T, F]`` with
+            ``T <= input_tdim``.
+        lens : torch.Tensor, optional
+            Relative lengths ``[B]``; unused (padding frames are patches).
+
+        Returns
+        -------
+        torch.Tensor
+            Logits ``[B, num_classes]``.
+        """
+        x = self.forward_features(feats)
+        return self.head((x[:, 0] + x[:, 1]) / 2)
+
+
+def convert_passt_state_dict(
+    state: Mapping[str, torch.Tensor],
+) -> Dict[str, torch.Tensor]:
+    """Map a PaSST state dict onto :class:`PaSST`'s keys.
+
+    Strips a ``net.`` or ``module.`` prefix (training wrappers) and drops
+    the unused distillation head ``head_dist.*`` (PaSST classifies with
+    ``head`` alone).
+
+    Arguments
+    ---------
+    state : mapping of str to torch.Tensor
+        A PaSST state dict.
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        The state dict for :meth:`PaSST.load_state_dict`.
+
+    Example
+    -------
+    >>> model = PaSST(input_tdim=128, preset="mini", depth=1)
+    >>> state = {"net." + k: v for k, v in model.state_dict().items()}
+    >>> state["net.head_dist.weight"] = torch.zeros(527, 64)
+    >>> model.load_state_dict(convert_passt_state_dict(state))
+    <All keys matched successfully>
+    """
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "net."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        if key.startswith("head_dist."):
+            continue
+        out[key] = value
+    return out
