@@ -173,47 +173,32 @@ def bipartite_soft_matching(
     n_unm = na - r
     lead_a = 1 if class_token else 0
     lead_b = 1 if distill_token else 0
-    even = torch.arange(0, n, 2, device=metric.device)  # A positions
-    odd = torch.arange(1, n, 2, device=metric.device)  # B positions
-
-    def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return x.gather(dim=1, index=idx[..., None].expand(-1, -1, x.shape[-1]))
-
-    def _arrange(unm: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        # [CLS, DIST, rest of A, rest of B]: prefix tokens stay in place.
-        return torch.cat(
-            [
-                unm[:, :lead_a],
-                dst[:, :lead_b],
-                unm[:, lead_a:],
-                dst[:, lead_b:],
-            ],
-            dim=1,
-        )
+    with torch.no_grad():
+        # Output slot of every input token, for one scatter-add (merge) and
+        # one gather (unmerge): [CLS, DIST, unmerged A in order, B in order].
+        bsz, dev = metric.shape[0], metric.device
+        rank = torch.arange(n_unm, device=dev)
+        slot_unm = torch.where(rank < lead_a, rank, rank + lead_b)  # [Na - r]
+        k = torch.arange(nb, device=dev)
+        slot_b = torch.where(k < lead_b, k + lead_a, k + n_unm)  # [Nb]
+        slot_b = slot_b.expand(bsz, nb)  # [B, Nb]
+        slot_a = torch.zeros_like(node_idx)  # [B, Na]
+        slot_a = slot_a.scatter(1, unm_idx, slot_unm.expand(bsz, n_unm))
+        slot_a = slot_a.scatter(1, src_idx, slot_b.gather(1, dst_idx))
+        if na > nb:
+            slot_b = torch.cat([slot_b, slot_b[:, :1]], dim=1)  # [B, Na]
+        dest = torch.stack([slot_a, slot_b], dim=2).reshape(bsz, 2 * na)
+        dest = dest[:, :n]  # [B, N] interleaved A (even) and B (odd)
+    n_out = n - r
 
     def merge(x: torch.Tensor) -> torch.Tensor:
-        src, dst = x[:, ::2, :], x[:, 1::2, :]
-        unm = _gather(src, unm_idx)  # [B, Na - r, C]
-        moved = _gather(src, src_idx)  # [B, r, C]
-        index = dst_idx[..., None].expand(-1, -1, x.shape[-1])
-        dst = dst.scatter_add(1, index, moved)  # [B, Nb, C]
-        return _arrange(unm, dst)
+        index = dest[..., None].expand(-1, -1, x.shape[-1])  # [B, N, C]
+        out = x.new_zeros(x.shape[0], n_out, x.shape[-1])
+        return out.scatter_add(1, index, x)  # [B, N - r, C]
 
     def unmerge(y: torch.Tensor) -> torch.Tensor:
-        bsz, c = y.shape[0], y.shape[-1]
-        unm = torch.cat(
-            [y[:, :lead_a], y[:, lead_a + lead_b : lead_b + n_unm]], 1
-        )
-        dst = torch.cat(
-            [y[:, lead_a : lead_a + lead_b], y[:, lead_b + n_unm :]], 1
-        )
-        moved = _gather(dst, dst_idx)  # [B, r, C]
-        out_a = y.new_zeros(bsz, na, c)
-        out_a = out_a.scatter(1, unm_idx[..., None].expand(-1, -1, c), unm)
-        out_a = out_a.scatter(1, src_idx[..., None].expand(-1, -1, c), moved)
-        out = y.new_zeros(bsz, n, c)  # interleave A (even) and B (odd)
-        out = out.scatter(1, even[None, :, None].expand(bsz, -1, c), out_a)
-        return out.scatter(1, odd[None, :, None].expand(bsz, -1, c), dst)
+        index = dest[..., None].expand(-1, -1, y.shape[-1])  # [B, N, C]
+        return y.gather(1, index)
 
     return merge, unmerge
 
