@@ -6,6 +6,8 @@
         -> AST (r_train in training, the model's r in evaluation) -> ASTHead
     same augmented batch -> frozen teacher (if any) -> teacher logits
 
+``model_input`` selects what ``embedding_model`` gets (``feats`` for the AST,
+``wavs`` for a teacher network with its own front end).
 ``compute_objectives`` computes the task loss, or the CMKD loss when a
 teacher is given, and collects scores for the epoch's metrics. Hyperparameter
 keys the Brain reads: ``multilabel``, ``r_train``, ``kd_lambda``, ``kd_tau``,
@@ -26,9 +28,26 @@ import torch
 
 from fastast_sb.losses import task_loss
 from fastast_sb.metrics import ScoreCollector
+from fastast_sb.models.ast import AST
 from fastast_sb.tome.schedule import RSpec
 
 logger = logging.getLogger(__name__)
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(1, 1)
+    >>> unwrap(torch.nn.DataParallel(lin)) is lin
+    True
+    """
+    wrappers = (
+        torch.nn.parallel.DistributedDataParallel,
+        torch.nn.DataParallel,
+    )
+    return module.module if isinstance(module, wrappers) else module
 
 
 class FastASTBrain(sb.Brain):
@@ -64,8 +83,7 @@ class FastASTBrain(sb.Brain):
         feats = self.modules.compute_features(wavs, lens)
         feats = self.modules.spec_augment(feats)
         feats = self.modules.mean_var_norm(feats, lens)
-        r = self.hparams.r_train if train else self.eval_r
-        emb = self.modules.embedding_model(feats, lens, r=r)
+        emb = self.embed(wavs, feats, lens, train)
         logits = self.modules.classifier(emb).squeeze(1)
         teacher_logits = None
         if train and self.teacher is not None:
@@ -75,6 +93,26 @@ class FastASTBrain(sb.Brain):
             "targets": targets,
             "teacher_logits": teacher_logits,
         }
+
+    def embed(
+        self,
+        wavs: torch.Tensor,
+        feats: torch.Tensor,
+        lens: torch.Tensor,
+        train: bool,
+    ) -> torch.Tensor:
+        """Run ``embedding_model`` on its input (``model_input`` key).
+
+        An AST gets the merge schedule of the stage (``r_train`` in training,
+        ``eval_r`` or its own ``r`` in evaluation); other networks (teachers
+        trained through the same recipes) get features or waveforms.
+        """
+        model = self.modules.embedding_model
+        x = wavs if self.hparams.model_input == "wavs" else feats
+        if isinstance(unwrap(model), AST):
+            r = self.hparams.r_train if train else self.eval_r
+            return model(x, lens, r=r)
+        return model(x, lens)
 
     def compute_objectives(
         self, predictions: Dict[str, Any], batch: Any, stage: sb.Stage

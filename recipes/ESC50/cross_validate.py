@@ -29,7 +29,9 @@ import train  # noqa: E402
 def read_epoch_metrics(path: Path) -> Dict[int, float]:
     """Validation accuracy per epoch (the last row per epoch wins)."""
     with open(path, newline="", encoding="utf-8") as f:
-        return {int(r["epoch"]): float(r["valid_acc"]) for r in csv.DictReader(f)}
+        return {
+            int(r["epoch"]): float(r["valid_acc"]) for r in csv.DictReader(f)
+        }
 
 
 def aggregate(per_fold: Dict[int, Dict[int, float]]) -> Dict[str, object]:

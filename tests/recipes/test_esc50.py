@@ -208,3 +208,22 @@ def test_class_count_mismatch_names_the_fix(tmp_path, demo_data):
     assert proc.returncode == 1
     assert "the data has 5 classes but n_classes=50" in proc.stderr
     assert "--n_classes=5" in proc.stderr
+
+
+def test_cross_validation_aggregates_folds_the_ast_way(tmp_path, demo_data):
+    import cross_validate
+
+    args = [a for a in _demo_args(demo_data, tmp_path) if "fold=" not in a]
+    args = [a.replace("epochs=3", "epochs=2") for a in args]
+    assert cross_validate.main([*args, "--folds=4,5"]) == 0
+    summary = (tmp_path / "tome" / "cv_summary.md").read_text()
+    per_fold = {
+        k: cross_validate.read_epoch_metrics(
+            tmp_path / "tome" / f"fold{k}" / "seed1234" / "epoch_metrics.csv"
+        )
+        for k in (4, 5)
+    }
+    means = {e: (per_fold[4][e] + per_fold[5][e]) / 2 for e in (1, 2)}
+    best = max(means, key=means.get)
+    assert f"mean accuracy {100 * means[best]:.2f} % at epoch {best}" in summary
+    assert "| 0 |" in summary and "| 8 |" in summary

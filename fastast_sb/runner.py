@@ -1,0 +1,146 @@
+"""What every recipe's ``train.py`` does around its own data preparation.
+
+1. :func:`load_run` composes ``dataset.yaml`` + variant + command line,
+   creates the output folder and saves the resolved YAML there.
+2. The recipe prepares its manifests and builds datasets (its only job).
+3. :func:`fit_and_test` builds the :class:`~fastast_sb.brain.FastASTBrain`,
+   trains (resuming from checkpoints), then evaluates the test set for every
+   ``r`` of ``r_sweep`` with the throughput measured in the same run, and
+   writes ``r_sweep.md`` / ``r_sweep.csv`` / ``test_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple, Union
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from fastast_sb.brain import FastASTBrain, unwrap
+from fastast_sb.config import load_hparams
+from fastast_sb.models.ast import AST
+from fastast_sb.sweep import r_sweep, write_tables
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+
+def load_run(
+    argv: Sequence[str], dataset_yaml: PathLike
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Parse ``train.py VARIANT.yaml [--key=value ...]`` and load hparams.
+
+    Returns
+    -------
+    hparams : dict
+        Loaded objects.
+    run_opts : dict
+        SpeechBrain run options (device, debug, precision, ...).
+    """
+    variant_file, run_opts, overrides_text = sb.parse_arguments(list(argv))
+    overrides = load_hyperpyyaml(overrides_text) if overrides_text else {}
+    hparams, resolved = load_hparams(
+        dataset_yaml, variant_file, overrides=overrides
+    )
+    out = Path(hparams["output_folder"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hyperparams.yaml").write_text(resolved, encoding="utf-8")
+    sb.utils.logger.setup_logging()
+    if run_opts.get("debug"):
+        hparams["r_sweep"] = hparams["r_sweep"][:2]
+    return hparams, run_opts
+
+
+def load_pretrained(hparams: Dict[str, Any]) -> None:
+    """Copy encoder weights from ``pretrained_path`` (any supported format)."""
+    path = hparams["pretrained_path"]
+    if path is None:
+        return
+    model = hparams["embedding_model"]
+    source = AST.from_pretrained(path, input_tdim=model.input_tdim)
+    model.load_state_dict(source.state_dict())
+    logger.info("encoder initialised from %s", path)
+
+
+def fit_and_test(
+    hparams: Dict[str, Any],
+    run_opts: Dict[str, Any],
+    sets: Dict[str, Any],
+    metric: str = "acc",
+) -> Dict[str, Any]:
+    """Train, then evaluate the test set for every ``r`` of ``r_sweep``.
+
+    Arguments
+    ---------
+    hparams, run_opts : dict
+        From :func:`load_run`.
+    sets : dict
+        ``train``, ``valid`` and ``test`` datasets.
+    metric : str
+        Key of the Brain's evaluation metrics reported in the table.
+
+    Returns
+    -------
+    dict
+        ``rows`` (the sweep), ``paths`` (tables), ``output_folder`` and
+        ``brain``.
+    """
+    load_pretrained(hparams)
+    brain = FastASTBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+        teacher=hparams["teacher"],
+    )
+    brain.fit(
+        hparams["epoch_counter"],
+        sets["train"],
+        sets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["test_dataloader_opts"],
+    )
+    key = "epoch" if hparams["test_checkpoint"] == "last" else metric
+
+    def evaluate(r: Any) -> float:
+        brain.eval_r = r
+        brain.evaluate(
+            sets["test"],
+            max_key=key,
+            test_loader_kwargs=hparams["test_dataloader_opts"],
+        )
+        return brain.last_metrics[metric]
+
+    out = Path(hparams["output_folder"])
+    rows: List[Dict[str, Any]] = []
+    paths: Dict[str, str] = {}
+    if sb.utils.distributed.if_main_process():
+        model = unwrap(brain.modules.embedding_model)
+        if isinstance(model, AST):
+            rows = r_sweep(
+                model,
+                evaluate,
+                hparams["r_sweep"],
+                batch_size=hparams["bench_batch_size"],
+                repeats=hparams["bench_repeats"],
+            )
+            paths = write_tables(rows, str(out), metric=metric)
+            print(Path(paths["markdown"]).read_text(encoding="utf-8"))
+        else:  # a teacher network: no merging to sweep
+            rows = [{"r": "n/a", "metric": evaluate(None)}]
+            print(f"test {metric}: {100 * rows[0]['metric']:.2f} %")
+        (out / "test_metrics.json").write_text(
+            json.dumps({"metric": metric, "r_sweep": rows}, indent=2),
+            encoding="utf-8",
+        )
+    return {
+        "rows": rows,
+        "paths": paths,
+        "output_folder": str(out),
+        "brain": brain,
+    }
