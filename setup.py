@@ -42,6 +42,7 @@ setup(
     entry_points={
         "console_scripts": [
             "fastast-benchmark=fastast_sb.benchmark:main",
+            "fastast-tag=fastast_sb.inference.cli:main",
         ],
     },
 )

@@ -107,6 +107,55 @@ def throughput(
     return batch_size / seconds
 
 
+@torch.inference_mode()
+def interleaved_throughput(
+    model: AST,
+    r_values: Sequence[RSpec],
+    batch_size: int = 8,
+    warmup: int = 1,
+    repeats: int = 3,
+    dtype: Optional[torch.dtype] = None,
+) -> List[float]:
+    """Samples per second for each schedule, timed round-robin.
+
+    Each repeat times every schedule once, in turn, so slow phases of a
+    shared, noisy machine hit all schedules alike; the median per schedule
+    is reported.
+
+    Example
+    -------
+    >>> m = AST(input_tdim=128, preset="tiny", depth=1)
+    >>> len(interleaved_throughput(m, [0, 8], 1, warmup=0, repeats=1))
+    2
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    feats = torch.randn(
+        batch_size, model.input_tdim, model.input_fdim, device=device
+    )
+
+    def make_run(r: RSpec) -> Callable[[], None]:
+        def run() -> None:
+            with torch.autocast(
+                device.type, dtype=dtype, enabled=dtype is not None
+            ):
+                model(feats, r=r)
+
+        return run
+
+    runs = [make_run(r) for r in r_values]
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    times: List[List[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for i, run in enumerate(runs):
+            times[i].append(time_fn(run, device, warmup=0, repeats=1))
+    model.train(was_training)
+    return [batch_size / statistics.median(t) for t in times]
+
+
 def parse_r_arg(text: str) -> RSpec:
     """Command-line schedule: ``16``, ``flops:0.5``, ``ratio:0.1``, ``8,-1``.
 

@@ -12,7 +12,7 @@ import csv
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
-from fastast_sb.benchmark import throughput
+from fastast_sb.benchmark import interleaved_throughput
 from fastast_sb.models.ast import AST
 from fastast_sb.tome.flops import token_counts
 from fastast_sb.tome.schedule import RSpec, describe
@@ -55,9 +55,11 @@ def r_sweep(
         One row per schedule with the keys of ``COLUMNS``.
     """
     rows: List[Dict[str, object]] = []
-    for r in r_values:
+    speeds = interleaved_throughput(
+        model, r_values, batch_size=batch_size, repeats=repeats
+    )
+    for r, sps in zip(r_values, speeds):
         metric = float(evaluate(r))
-        sps = throughput(model, r, batch_size=batch_size, repeats=repeats)
         counts = token_counts(model.num_tokens, model.schedule(r))
         rows.append(
             {

@@ -62,6 +62,7 @@ __all__ = [
     "FrozenTeacher",
     "build_class_map",
     "declared_num_classes",
+    "labels_beside",
     "load_state_dict",
 ]
 
@@ -248,10 +249,16 @@ def build_class_map(
     )
 
 
-def _labels_beside(
+def labels_beside(
     checkpoint: Optional[PathLike], labels_csv: Optional[PathLike]
 ) -> Optional[PathLike]:
-    """``labels_csv``, or the AudioSet label file beside the checkpoint."""
+    """``labels_csv``, or the AudioSet label file beside the checkpoint.
+
+    Example
+    -------
+    >>> labels_beside(None, "labels.csv"), labels_beside(None, None)
+    ('labels.csv', None)
+    """
     if labels_csv is not None or checkpoint is None:
         return labels_csv
     candidate = Path(checkpoint).with_name(AUDIOSET_LABELS_FILE)
@@ -488,7 +495,7 @@ class FrozenTeacher(nn.Module):
             )
         cmap = build_class_map(
             class_map,
-            _labels_beside(checkpoint, labels_csv),
+            labels_beside(checkpoint, labels_csv),
             declared_num_classes(model),
             aggregation,
         )
@@ -558,7 +565,7 @@ class FrozenTeacher(nn.Module):
             source = bias.numel() // num_heads
         cmap = build_class_map(
             class_map,
-            _labels_beside(checkpoint, labels_csv),
+            labels_beside(checkpoint, labels_csv),
             source,
             aggregation,
         )
@@ -630,7 +637,7 @@ class FrozenTeacher(nn.Module):
             source = kwargs.get("num_classes")
         cmap = build_class_map(
             class_map,
-            _labels_beside(checkpoint, labels_csv),
+            labels_beside(checkpoint, labels_csv),
             source,
             aggregation,
         )

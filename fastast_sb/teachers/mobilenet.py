@@ -624,12 +624,16 @@ class MobileNetTeacher(nn.Module):
         False
         """
         state = torch.load(path, map_location="cpu", weights_only=True)
+        for prefix in ("module.", "model."):  # DDP / our recipe's wrapper
+            if isinstance(state, dict) and all(
+                k.startswith(prefix) for k in state
+            ):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
         if not isinstance(state, dict) or "classifier.5.bias" not in state:
             raise ValueError(
                 f"{path} is not an EfficientAT MobileNetV3 state dict with an "
                 "MLP head (no 'classifier.5.bias' key)"
             )
-        state = {k.removeprefix("module."): v for k, v in state.items()}
         num_classes = state["classifier.5.bias"].shape[0]
         teacher = cls(
             sample_rate=sample_rate,

@@ -1,0 +1,48 @@
+"""Inference and deployment of FastAST models through SpeechBrain.
+
+A *model folder* (``hyperparams.yaml`` + ``embedding_model.ckpt`` +
+``classifier.ckpt`` + ``label_encoder.ckpt``) loads with SpeechBrain's own
+interface, offline::
+
+    from speechbrain.inference.classifiers import EncoderClassifier
+    from speechbrain.utils.fetching import FetchConfig
+    clf = EncoderClassifier.from_hparams(
+        source="model_dir", savedir=None, overrides={"tome_r": 8},
+        fetch_config=FetchConfig(allow_network=False))
+    logits, score, index, label = clf.classify_file("clip.wav")
+
+Modules (one job each):
+
+- :mod:`~fastast_sb.inference.folder`: the model folder format;
+- :mod:`~fastast_sb.inference.export`: recipe run -> model folder;
+- :mod:`~fastast_sb.inference.hf_import`: Hugging Face / original AST
+  checkpoint -> model folder;
+- :mod:`~fastast_sb.inference.tagger`: :class:`AudioTagger` (probabilities,
+  top-k labels, sliding windows over long clips);
+- :mod:`~fastast_sb.inference.onnx_export`: model folder -> ONNX;
+- :mod:`~fastast_sb.inference.cli`: ``fastast-tag`` and
+  ``python -m fastast_sb.inference {export,import,onnx,tag}``.
+
+Reference: S. R. Behera et al., "FastAST: Accelerating Audio Spectrogram
+Transformer via Token Merging and Cross-Model Knowledge Distillation", 2024.
+"""
+
+from fastast_sb.inference.export import export_run, find_checkpoint
+from fastast_sb.inference.folder import pretrained_paths, write_model_folder
+from fastast_sb.inference.hf_import import import_ast, read_labels
+from fastast_sb.inference.onnx_export import WaveformClassifier, export_onnx
+from fastast_sb.inference.tagger import AudioTagger, TagResult, window_starts
+
+__all__ = [
+    "AudioTagger",
+    "TagResult",
+    "WaveformClassifier",
+    "export_onnx",
+    "export_run",
+    "find_checkpoint",
+    "import_ast",
+    "pretrained_paths",
+    "read_labels",
+    "window_starts",
+    "write_model_folder",
+]

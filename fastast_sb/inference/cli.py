@@ -1,0 +1,328 @@
+"""Command-line entry points of :mod:`fastast_sb.inference`.
+
+``fastast-tag`` tags audio files with a model folder::
+
+    fastast-tag FILE... --model DIR [--r 16 | --flops 0.5] [--top 5]
+        [--hop SECONDS] [--json] [--device cpu]
+
+Clips longer than the model's input are scored with sliding windows
+(scores averaged); the time taken is reported. Exit status 1 when a file
+(or the model) cannot be used, with the reason on stderr; the other files
+are still tagged.
+
+``python -m fastast_sb.inference`` manages model folders::
+
+    python -m fastast_sb.inference export RUN_DIR OUT_DIR [--checkpoint best]
+    python -m fastast_sb.inference import SRC OUT_DIR [--labels FILE]
+    python -m fastast_sb.inference onnx MODEL_DIR OUT.onnx [--r 16]
+    python -m fastast_sb.inference tag FILE... --model DIR   (= fastast-tag)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from fastast_sb.audio import AudioError
+from fastast_sb.tome.schedule import RSpec
+
+
+def parse_r(text: Optional[str]) -> RSpec:
+    """A merge schedule from the command line (YAML): ``16``, ``[8, 4]``,
+    ``(8, -1)`` (a ramp) or ``{flops: 0.5}``.
+
+    Example
+    -------
+    >>> parse_r("16"), parse_r("(8, -1)"), parse_r("{flops: 0.5}")
+    (16, (8, -1.0), {'flops': 0.5})
+    """
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        parts = [p.strip() for p in text[1:-1].split(",")]
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(
+                f"ramp {text!r}: expected (r, inflect)"
+            )
+        try:
+            return int(parts[0]), float(parts[1])
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(
+                f"ramp {text!r}: expected (int, float)"
+            ) from err
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(
+            f"cannot read r={text!r}: expected an int, a list, (r, inflect) "
+            "or {flops: f}"
+        ) from err
+    return value
+
+
+def _add_r(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--r",
+        type=parse_r,
+        default=None,
+        help="merge schedule: 16, [8, 8, 4], '(8, -1)' or '{flops: 0.5}' "
+        "(default: the model folder's)",
+    )
+    group.add_argument(
+        "--flops",
+        type=float,
+        default=None,
+        help="FLOP budget instead of --r (fraction of the plain AST's)",
+    )
+
+
+def _schedule(args: argparse.Namespace) -> RSpec:
+    if args.flops is not None:
+        return {"flops": args.flops}
+    return args.r
+
+
+# ----------------------------------------------------------------- tagging
+def tag_parser(prog: str = "fastast-tag") -> argparse.ArgumentParser:
+    """Arguments of ``fastast-tag``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Tag audio files with a FastAST model folder.",
+    )
+    parser.add_argument("files", nargs="+", help="audio files (any format)")
+    parser.add_argument(
+        "--model", required=True, help="model folder (hyperparams.yaml)"
+    )
+    _add_r(parser)
+    parser.add_argument("--top", type=int, default=5, help="labels to show")
+    parser.add_argument(
+        "--hop",
+        type=float,
+        default=None,
+        help="seconds between windows on long clips (default: half one)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="windows per forward pass"
+    )
+    parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda:0")
+    parser.add_argument("--json", action="store_true", help="JSON output")
+    return parser
+
+
+def _load_tagger(model: str, device: str) -> Any:
+    from speechbrain.utils.fetching import FetchConfig
+
+    from fastast_sb.inference.tagger import AudioTagger
+
+    folder = Path(model)
+    if not (folder / "hyperparams.yaml").is_file():
+        raise FileNotFoundError(
+            f"model folder {folder} has no hyperparams.yaml; expected a "
+            "folder written by 'python -m fastast_sb.inference export' or "
+            "'import'"
+        )
+    return AudioTagger.from_hparams(
+        source=str(folder.resolve()),
+        savedir=None,
+        run_opts={"device": device},
+        fetch_config=FetchConfig(allow_network=False),
+    )
+
+
+def _print_table(entry: Dict[str, Any]) -> None:
+    if "error" in entry:
+        return
+    print(
+        f"{entry['file']}  ({entry['duration_s']:.2f} s, "
+        f"{entry['windows']} window{'s' * (entry['windows'] != 1)}, "
+        f"{entry['time_s']:.3f} s)"
+    )
+    width = max(len(t["label"]) for t in entry["top"])
+    for rank, item in enumerate(entry["top"], 1):
+        print(f"  {rank:>2}. {item['label']:<{width}}  {item['score']:.4f}")
+
+
+def tag_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``fastast-tag``: returns the exit status (0 ok, 1 a file failed)."""
+    args = tag_parser().parse_args(argv)
+    if args.top < 1:
+        print(f"error: --top must be >= 1, got {args.top}", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    try:
+        tagger = _load_tagger(args.model, args.device)
+        r = _schedule(args)
+        if r is not None:
+            tagger.r = r
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
+        print(f"error: cannot load model {args.model}: {err}", file=sys.stderr)
+        return 1
+    load_s = time.perf_counter() - start
+    entries: List[Dict[str, Any]] = []
+    failed = 0
+    for file in args.files:
+        t0 = time.perf_counter()
+        try:
+            result = tagger.tag_file(file, args.hop, args.batch_size)
+        except (FileNotFoundError, AudioError, ValueError) as err:
+            failed += 1
+            print(f"error: {err}", file=sys.stderr)
+            entries.append({"file": file, "error": str(err)})
+            continue
+        entry = {
+            "file": file,
+            "duration_s": round(result.duration, 3),
+            "windows": result.windows,
+            "time_s": round(time.perf_counter() - t0, 4),
+            "top": [
+                {"label": label, "score": round(score, 6)}
+                for label, score in result.top(args.top)
+            ],
+        }
+        entries.append(entry)
+        if not args.json:
+            _print_table(entry)
+    total_s = time.perf_counter() - start
+    summary = {
+        "model": args.model,
+        "r": tagger.r,
+        "multilabel": tagger.multilabel,
+        "files": entries,
+        "failed": failed,
+        "load_time_s": round(load_s, 4),
+        "total_time_s": round(total_s, 4),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        done = len(entries) - failed
+        print(
+            f"tagged {done} of {len(entries)} file(s) in {total_s:.2f} s "
+            f"(model load {load_s:.2f} s, r={tagger.r})"
+        )
+    return 1 if failed else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point of ``fastast-tag``."""
+    return tag_main(argv)
+
+
+# -------------------------------------------------------------- management
+def manage_parser() -> argparse.ArgumentParser:
+    """Arguments of ``python -m fastast_sb.inference``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastast_sb.inference",
+        description="Build, convert and run FastAST model folders.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    exp = sub.add_parser("export", help="recipe run -> model folder")
+    exp.add_argument("run_dir", help="recipe run folder (hyperparams.yaml)")
+    exp.add_argument("out_dir", help="model folder to write")
+    exp.add_argument(
+        "--checkpoint",
+        default=None,
+        help="last, best or a CKPT folder (default: the one the run tested)",
+    )
+    _add_r(exp)
+
+    imp = sub.add_parser(
+        "import", help="Hugging Face / original AST checkpoint -> model folder"
+    )
+    imp.add_argument("source", help="HF folder (config.json) or .pth file")
+    imp.add_argument("out_dir", help="model folder to write")
+    imp.add_argument(
+        "--labels", help="class_labels_indices.csv or one name a line"
+    )
+    imp.add_argument(
+        "--norm",
+        default=None,
+        help="audioset, esc50 or speechcommands statistics (default: the "
+        "HF feature extractor's, else audioset)",
+    )
+    imp.add_argument("--mean", type=float, default=None)
+    imp.add_argument("--std", type=float, default=None)
+    imp.add_argument(
+        "--target-length", type=int, default=None, help="frames per input"
+    )
+    imp.add_argument(
+        "--single-label",
+        action="store_true",
+        help="softmax scores (default: sigmoid, multi-label)",
+    )
+    _add_r(imp)
+
+    onx = sub.add_parser("onnx", help="model folder -> ONNX (fixed shapes)")
+    onx.add_argument("model_dir")
+    onx.add_argument("out", help="output .onnx file")
+    onx.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="samples per input (default: one model window)",
+    )
+    onx.add_argument("--batch-size", type=int, default=1)
+    _add_r(onx)
+
+    sub.add_parser("tag", help="tag files (same as fastast-tag)", add_help=False)
+    return parser
+
+
+def manage_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m fastast_sb.inference``: returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tag"]:
+        return tag_main(argv[1:])
+    args = manage_parser().parse_args(argv)
+    try:
+        if args.command == "export":
+            from fastast_sb.inference.export import export_run
+
+            out = export_run(
+                args.run_dir, args.out_dir, args.checkpoint, _schedule(args)
+            )
+            print(f"wrote model folder {out}")
+        elif args.command == "import":
+            from fastast_sb.inference.hf_import import import_ast
+
+            norm: Any = args.norm
+            if (args.mean is None) != (args.std is None):
+                raise ValueError("--mean and --std go together")
+            if args.mean is not None:
+                norm = (args.mean, args.std)
+            r = _schedule(args)
+            out = import_ast(
+                args.source,
+                args.out_dir,
+                labels=args.labels,
+                norm=norm,
+                target_length=args.target_length,
+                r=0 if r is None else r,
+                multilabel=not args.single_label,
+            )
+            print(f"wrote model folder {out}")
+        else:
+            from fastast_sb.inference.onnx_export import export_onnx
+
+            diff = export_onnx(
+                args.model_dir,
+                args.out,
+                r=_schedule(args),
+                num_samples=args.samples,
+                batch_size=args.batch_size,
+            )
+            checked = "unchecked" if diff is None else f"{diff:.2e}"
+            print(f"wrote {args.out} (max |ONNX - PyTorch| = {checked})")
+    except (FileNotFoundError, ValueError, TypeError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

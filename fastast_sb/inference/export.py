@@ -1,0 +1,213 @@
+"""Package a finished recipe run as a model folder.
+
+A run folder (``<output_root>/<variant>/fold<k>/seed<s>/``) holds the
+composed ``hyperparams.yaml``, ``label_encoder.txt`` and checkpoints under
+``save/CKPT+*/`` (``embedding_model.ckpt``, ``classifier.ckpt``,
+``CKPT.yaml``). The run's YAML is read as text (nothing in it is built or
+run: no seeding, no teacher, no logger); the front end, normalisation, AST
+and head are rebuilt from their own arguments in it, so the exported model
+is the recipe's model, with the checkpoint the recipe's test used.
+
+    python -m fastast_sb.inference export RUN_DIR OUT_DIR [--r 8]
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import ruamel.yaml
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.encoder import CategoricalEncoder
+from speechbrain.utils.checkpoints import Checkpointer
+
+from fastast_sb.features import GlobalNorm, KaldiFbank
+from fastast_sb.inference.folder import HPARAMS_FILE, write_model_folder
+from fastast_sb.models.ast import AST, ASTHead
+from fastast_sb.tome.schedule import RSpec
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+#: Run-YAML key -> the class its ``!new:`` tag must name.
+_OBJECTS = {
+    "compute_features": KaldiFbank,
+    "mean_var_norm": GlobalNorm,
+    "embedding_model": AST,
+    "classifier": ASTHead,
+}
+
+
+def _tag_of(cls: type) -> str:
+    return f"!new:{cls.__module__}.{cls.__qualname__}"
+
+
+def _read_run_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: expected a recipe run folder holding the "
+            "composed hyperparams.yaml (e.g. results/ESC50/tome/fold5/"
+            "seed1234)"
+        )
+    yaml = ruamel.yaml.YAML(typ="rt")
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f)
+
+
+def _object_args(doc: Any, key: str, path: Path) -> Dict[str, Any]:
+    """Constructor arguments of ``doc[key]``, checked against its class."""
+    cls = _OBJECTS[key]
+    if key not in doc:
+        raise ValueError(f"{path} has no {key!r}; is this a recipe run?")
+    node = doc[key]
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if tag != _tag_of(cls):
+        raise ValueError(
+            f"{path}: {key} is {tag or type(node).__name__}, expected "
+            f"{_tag_of(cls)} (only AST runs export to a model folder)"
+        )
+    # Re-read the resolved arguments (no !ref left) as plain values;
+    # HyperPyYAML turns tags such as !tuple into Python objects.
+    plain = ruamel.yaml.comments.CommentedMap(node.items())
+    text = io.StringIO()
+    ruamel.yaml.YAML(typ="rt").dump(plain, text)
+    return dict(load_hyperpyyaml(text.getvalue()) or {})
+
+
+def _classes(path: Path) -> List[str]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the run's label encoder (written by the "
+            "recipe's data preparation) is needed for the class names"
+        )
+    encoder = CategoricalEncoder()
+    encoder.load(str(path))
+    n = len(encoder)
+    if sorted(encoder.ind2lab) != list(range(n)):
+        raise ValueError(
+            f"{path} has indices {sorted(encoder.ind2lab)[:5]}...; expected "
+            f"0..{n - 1}"
+        )
+    return [encoder.ind2lab[i] for i in range(n)]
+
+
+def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
+    """The checkpoint folder of a run: the last epoch, the best, or a path.
+
+    Arguments
+    ---------
+    run_dir : str or Path
+        Recipe run folder.
+    which : str
+        ``"last"`` (highest epoch), ``"best"`` (highest validation
+        accuracy) or a checkpoint folder.
+
+    Returns
+    -------
+    Path
+        The ``CKPT+...`` folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> find_checkpoint(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no checkpoints in .../save: ...
+    """
+    run_dir = Path(run_dir)
+    if which not in ("last", "best"):
+        folder = Path(which)
+        if not (folder / "embedding_model.ckpt").is_file():
+            raise FileNotFoundError(
+                f"checkpoint {folder} has no embedding_model.ckpt; expected "
+                "'last', 'best' or a save/CKPT+* folder"
+            )
+        return folder
+    save = run_dir / "save"
+    if not save.is_dir() or not any(save.glob("CKPT+*")):
+        raise FileNotFoundError(
+            f"no checkpoints in {save}: train the run first (or pass a "
+            "checkpoint folder)"
+        )
+    key = "epoch" if which == "last" else "acc"
+    ckpt = Checkpointer(str(save)).find_checkpoint(max_key=key)
+    if ckpt is None:
+        raise FileNotFoundError(
+            f"no end-of-epoch checkpoint with {key!r} in {save}"
+        )
+    return Path(ckpt.path)
+
+
+def _load_state(module: torch.nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file {path} not found")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state, strict=True)
+
+
+def export_run(
+    run_dir: PathLike,
+    out_dir: PathLike,
+    checkpoint: Optional[str] = None,
+    r: RSpec = None,
+) -> Path:
+    """Write a recipe run's model as a self-contained model folder.
+
+    Arguments
+    ---------
+    run_dir : str or Path
+        Recipe run folder (holding ``hyperparams.yaml``).
+    out_dir : str or Path
+        Model folder to write.
+    checkpoint : str, optional
+        ``"last"``, ``"best"`` or a checkpoint folder; by default the one
+        the recipe tested (its ``test_checkpoint``).
+    r : optional
+        Merge schedule stored as the default (the run's ``tome_r`` if None).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> export_run(tempfile.mkdtemp(), "unused")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: .../hyperparams.yaml not found: ...
+    """
+    run_dir = Path(run_dir)
+    yaml_path = run_dir / HPARAMS_FILE
+    doc = _read_run_yaml(yaml_path)
+    args = {key: _object_args(doc, key, yaml_path) for key in _OBJECTS}
+    features = KaldiFbank(**args["compute_features"])
+    norm = GlobalNorm(**args["mean_var_norm"])
+    model = AST(**args["embedding_model"])
+    head = ASTHead(**args["classifier"])
+    if checkpoint is None:
+        checkpoint = str(doc.get("test_checkpoint", "last"))
+    ckpt = find_checkpoint(run_dir, checkpoint)
+    _load_state(model, ckpt / "embedding_model.ckpt")
+    _load_state(head, ckpt / "classifier.ckpt")
+    if r is not None:
+        model.r = r
+    classes = _classes(run_dir / "label_encoder.txt")
+    multilabel = bool(doc.get("multilabel", False))
+    logger.info("exporting %s (checkpoint %s)", run_dir, ckpt.name)
+    return write_model_folder(
+        out_dir,
+        model.eval(),
+        head.eval(),
+        classes,
+        features,
+        norm,
+        multilabel=multilabel,
+        description=f"exported from run {run_dir.resolve()} ({ckpt.name})",
+    )

@@ -1,0 +1,370 @@
+"""The model folder: what ``EncoderClassifier.from_hparams`` loads.
+
+A model folder holds
+
+- ``hyperparams.yaml``: the very classes the recipes train with
+  (``KaldiFbank`` -> ``GlobalNorm`` -> ``AST`` -> ``ASTHead``, STYLE rule
+  11), a ``label_encoder``, an ``audio_normalizer`` (resampling and
+  downmixing in ``classify_file``) and a SpeechBrain ``Pretrainer``;
+- ``embedding_model.ckpt`` and ``classifier.ckpt``: plain state dicts;
+- ``label_encoder.ckpt``: a SpeechBrain ``CategoricalEncoder`` file.
+
+Keys meant to be overridden at load time (``overrides={...}`` of
+``from_hparams``): ``tome_r`` (a merge schedule of
+:mod:`fastast_sb.tome.schedule`: ``16``, ``(8, -1.0)``, a per-block list),
+``tome_flops`` (a FLOP budget such as ``0.5``, used instead of ``tome_r``;
+HyperPyYAML cannot override a number with a mapping, hence its own key) and
+``pretrained_path`` (a folder or hub id holding the three weight files;
+``null``, the default, means the ``source`` passed to ``from_hparams``, so
+the folder can be moved or uploaded as it is).
+
+References: M. Ravanelli et al., "SpeechBrain: A General-Purpose Speech
+Toolkit", 2021; Y. Gong et al., "AST: Audio Spectrogram Transformer",
+Interspeech 2021.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import torch
+
+from fastast_sb.dataio import make_label_encoder
+from fastast_sb.features import GlobalNorm, KaldiFbank
+from fastast_sb.models.ast import AST, ASTHead
+from fastast_sb.models.convert import ast_config
+from fastast_sb.tome.schedule import RSpec
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+#: The objects the Pretrainer fills, each from ``<name>.ckpt``.
+LOADABLES = ("embedding_model", "classifier", "label_encoder")
+HPARAMS_FILE = "hyperparams.yaml"
+
+
+def pretrained_paths(
+    pretrained_path: Optional[str], names: Sequence[str] = LOADABLES
+) -> Dict[str, str]:
+    """The Pretrainer's ``paths``: ``<pretrained_path>/<name>.ckpt``.
+
+    With ``pretrained_path=None`` no path is given, so SpeechBrain's
+    Pretrainer reads ``<name>.ckpt`` from the ``source`` passed to
+    ``from_hparams`` (the model folder itself).
+
+    Arguments
+    ---------
+    pretrained_path : str, optional
+        Folder (or hub id) holding the weight files.
+    names : sequence of str
+        Loadable names.
+
+    Returns
+    -------
+    dict
+        Loadable name -> file path.
+
+    Example
+    -------
+    >>> pretrained_paths(None)
+    {}
+    >>> pretrained_paths("/models/esc50/", ["classifier"])
+    {'classifier': '/models/esc50/classifier.ckpt'}
+    """
+    if pretrained_path is None:
+        return {}
+    root = str(pretrained_path).rstrip("/")
+    return {name: f"{root}/{name}.ckpt" for name in names}
+
+
+def merge_schedule(r: RSpec, flops: Optional[float] = None) -> RSpec:
+    """The YAML's merge schedule: a FLOP budget when given, else ``r``.
+
+    HyperPyYAML cannot override a scalar with a mapping, so a FLOP budget
+    has its own key (``tome_flops``) instead of ``tome_r: {flops: f}``.
+
+    Arguments
+    ---------
+    r : int, tuple, list or dict
+        Merge schedule (see :mod:`fastast_sb.tome.schedule`).
+    flops : float, optional
+        Fraction of the unmerged encoder's FLOPs to keep.
+
+    Returns
+    -------
+    The schedule for :class:`~fastast_sb.models.ast.AST`.
+
+    Example
+    -------
+    >>> merge_schedule(16), merge_schedule(16, 0.5)
+    (16, {'flops': 0.5})
+    """
+    if flops is None:
+        return r
+    return {"flops": float(flops)}
+
+
+def split_schedule(r: RSpec) -> Tuple[RSpec, Optional[float]]:
+    """A schedule as the YAML's ``(tome_r, tome_flops)`` pair.
+
+    Example
+    -------
+    >>> split_schedule({"flops": 0.5}), split_schedule({"r": 8, "inflect": -1})
+    ((0, 0.5), ((8, -1.0), None))
+    """
+    if isinstance(r, dict) and set(r) == {"flops"}:
+        return 0, float(r["flops"])
+    if isinstance(r, dict) and set(r) in ({"r"}, {"r", "inflect"}):
+        return (r["r"], float(r.get("inflect", 0.0))), None
+    return r, None
+
+
+def yaml_value(value: Any) -> str:
+    """A Python value as YAML flow text that HyperPyYAML reads back.
+
+    Example
+    -------
+    >>> yaml_value({"flops": 0.5}), yaml_value(1e-06), yaml_value(None)
+    ('{flops: 0.5}', '1.0e-06', 'null')
+    >>> yaml_value([True, "a b"]), yaml_value((16, -1.0))
+    ('[true, "a b"]', '(16, -1.0)')
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        items = ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, tuple):  # HyperPyYAML's implicit !tuple
+        return "(" + ", ".join(yaml_value(v) for v in value) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
+    raise TypeError(
+        f"cannot write {value!r} ({type(value).__name__}) to the model "
+        "YAML; expected None, bool, int, float, str, list or dict"
+    )
+
+
+_TEMPLATE = """\
+# FastAST model folder (fastast_sb.inference), {description}.
+# Load it with SpeechBrain, no network needed:
+#   EncoderClassifier.from_hparams(source=<this folder>, savedir=None)
+# or fastast_sb.inference.AudioTagger.from_hparams(...) (sigmoid/softmax
+# scores, top-k labels, sliding windows). Overrides at load time:
+#   tome_r: merge schedule (0 = plain AST; 16; (r, inflect); [r, ...])
+#   tome_flops: FLOP budget instead of tome_r (e.g. 0.5; null = off)
+#   pretrained_path: folder holding the *.ckpt files (null = this folder)
+
+sample_rate: {sample_rate}
+n_mels: {n_mels}
+frame_shift: {frame_shift}
+target_length: {target_length}
+norm_mean: {norm_mean}
+norm_std: {norm_std}
+n_classes: {n_classes}
+# Classes are independent (sigmoid scores) or exclusive (softmax).
+multilabel: {multilabel}
+tome_r: {tome_r}
+tome_flops: {tome_flops}
+prop_attn: {prop_attn}
+pretrained_path: null
+
+compute_features: !new:fastast_sb.features.KaldiFbank
+    sample_rate: !ref <sample_rate>
+    n_mels: !ref <n_mels>
+    target_length: !ref <target_length>
+    frame_shift: !ref <frame_shift>
+
+mean_var_norm: !new:fastast_sb.features.GlobalNorm
+    mean: !ref <norm_mean>
+    std: !ref <norm_std>
+
+embedding_model: !new:fastast_sb.models.ast.AST
+    input_tdim: !ref <target_length>
+    input_fdim: !ref <n_mels>
+    fstride: {fstride}
+    tstride: {tstride}
+    patch_size: {patch_size}
+    embed_dim: {embed_dim}
+    depth: {depth}
+    num_heads: {num_heads}
+    mlp_ratio: {mlp_ratio}
+    qkv_bias: {qkv_bias}
+    norm_eps: {norm_eps}
+    r: !apply:fastast_sb.inference.folder.merge_schedule
+        - !ref <tome_r>
+        - !ref <tome_flops>
+    prop_attn: !ref <prop_attn>
+
+classifier: !new:fastast_sb.models.ast.ASTHead
+    input_size: {embed_dim}
+    n_classes: !ref <n_classes>
+    norm_eps: {head_norm_eps}
+
+# classify_file: resample to sample_rate and average channels.
+audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer
+    sample_rate: !ref <sample_rate>
+
+label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
+__expect_classes: !apply:speechbrain.dataio.encoder.CategoricalEncoder.expect_len
+    - !ref <label_encoder>
+    - !ref <n_classes>
+
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    classifier: !ref <classifier>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+        classifier: !ref <classifier>
+        label_encoder: !ref <label_encoder>
+    paths: !apply:fastast_sb.inference.folder.pretrained_paths
+        - !ref <pretrained_path>
+"""
+
+
+def _check_classes(classes: Sequence[str], n_classes: int) -> None:
+    if len(classes) != n_classes:
+        raise ValueError(
+            f"{len(classes)} class names for a head with {n_classes} "
+            "outputs; expected one name per output"
+        )
+    dupes = sorted(c for c, n in Counter(classes).items() if n > 1)
+    if dupes:
+        raise ValueError(f"class names must be unique; repeated: {dupes[:5]}")
+    bad = [c for c in classes if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise ValueError(f"class names must be non-empty strings: {bad[:5]}")
+
+
+def write_model_folder(
+    folder: PathLike,
+    model: AST,
+    head: ASTHead,
+    classes: Sequence[str],
+    features: KaldiFbank,
+    norm: GlobalNorm,
+    multilabel: bool = False,
+    description: str = "exported model",
+) -> Path:
+    """Write a model folder that ``EncoderClassifier.from_hparams`` loads.
+
+    Arguments
+    ---------
+    folder : str or Path
+        Output folder (created; the four files are overwritten).
+    model : AST
+        The lobe; its architecture and ``r`` go to the YAML.
+    head : ASTHead
+        Its classification head.
+    classes : sequence of str
+        Class name of each head output, in order.
+    features : KaldiFbank
+        The front end (``target_length`` must equal ``model.input_tdim``).
+    norm : GlobalNorm
+        The normalisation statistics.
+    multilabel : bool
+        Whether classes are independent (sigmoid) or exclusive (softmax).
+    description : str
+        Where the model comes from (written as a comment).
+
+    Returns
+    -------
+    Path
+        The folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> folder = write_model_folder(
+    ...     tmp.name, AST(input_tdim=128, preset="tiny", depth=1),
+    ...     ASTHead(192, 2), ["dog", "cat"], KaldiFbank(target_length=128),
+    ...     GlobalNorm(-4.27, 4.57))
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    ['classifier.ckpt', 'embedding_model.ckpt', 'hyperparams.yaml',
+     'label_encoder.ckpt']
+    >>> tmp.cleanup()
+    """
+    if not isinstance(model, AST):
+        raise TypeError(f"model must be an AST, got {type(model).__name__}")
+    if features.target_length != model.input_tdim:
+        raise ValueError(
+            f"features give {features.target_length} frames but the model "
+            f"expects input_tdim={model.input_tdim}"
+        )
+    if features.n_mels != model.input_fdim:
+        raise ValueError(
+            f"features give {features.n_mels} mel bins but the model "
+            f"expects input_fdim={model.input_fdim}"
+        )
+    if head.linear.in_features != model.embed_dim:
+        raise ValueError(
+            f"head takes width {head.linear.in_features}, the model gives "
+            f"{model.embed_dim}"
+        )
+    n_classes = int(head.linear.out_features)
+    _check_classes(list(classes), n_classes)
+    cfg = ast_config(model)
+    tome_r, tome_flops = split_schedule(model.r)
+    values = {
+        "description": description.replace("\n", " "),
+        "sample_rate": yaml_value(int(features.sample_rate)),
+        "n_mels": yaml_value(int(features.n_mels)),
+        "frame_shift": yaml_value(float(features.frame_shift)),
+        "target_length": yaml_value(int(model.input_tdim)),
+        "norm_mean": yaml_value(float(norm.mean)),
+        "norm_std": yaml_value(float(norm.std)),
+        "n_classes": yaml_value(n_classes),
+        "multilabel": yaml_value(bool(multilabel)),
+        "tome_r": yaml_value(tome_r),
+        "tome_flops": yaml_value(tome_flops),
+        "prop_attn": yaml_value(bool(cfg["prop_attn"])),
+        "head_norm_eps": yaml_value(float(head.norm.eps)),
+    }
+    for key in (
+        "fstride",
+        "tstride",
+        "patch_size",
+        "embed_dim",
+        "depth",
+        "num_heads",
+        "mlp_ratio",
+        "qkv_bias",
+        "norm_eps",
+    ):
+        values[key] = yaml_value(cfg[key])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / HPARAMS_FILE).write_text(
+        _TEMPLATE.format(**values), encoding="utf-8"
+    )
+    torch.save(_cpu_state(model), folder / "embedding_model.ckpt")
+    torch.save(_cpu_state(head), folder / "classifier.ckpt")
+    make_label_encoder(classes, folder / "label_encoder.ckpt")
+    logger.info("wrote model folder %s (%d classes)", folder, n_classes)
+    return folder
+
+
+def _cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {
+        k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()
+    }

@@ -1,0 +1,207 @@
+"""Turn a published AST checkpoint into a model folder (then run it with ToMe).
+
+Sources (read by :func:`fastast_sb.models.convert.load_ast`):
+
+- a Hugging Face folder written by ``save_pretrained`` (``config.json`` +
+  ``model.safetensors`` / ``pytorch_model.bin``), e.g. a download of
+  ``MIT/ast-finetuned-audioset-10-10-0.4593``; class names come from
+  ``config.json``'s ``id2label`` and, when the feature extractor was saved
+  too, the normalisation from ``preprocessor_config.json``;
+- an original AST checkpoint (``audioset_10_10_0.4593.pth``,
+  ``speechcommands_10_10_0.9812.pth``, ...); pass class names with
+  ``labels`` (AudioSet's ``class_labels_indices.csv`` or one name a line).
+
+Normalisation statistics otherwise default to AudioSet's (those of every
+published AST feature extractor); pass ``norm`` for others.
+
+    python -m fastast_sb.inference import SRC OUT_DIR [--labels FILE]
+        [--norm audioset|esc50|speechcommands] [--target-length 1024] [--r 8]
+
+Reference: Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram
+Transformer", Interspeech 2021.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+from fastast_sb.features import NORM_STATS, GlobalNorm, KaldiFbank
+from fastast_sb.inference.folder import write_model_folder
+from fastast_sb.models.convert import load_ast
+from fastast_sb.tome.schedule import RSpec
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+Norm = Union[str, Tuple[float, float], None]
+
+
+def read_labels(path: PathLike) -> List[str]:
+    """Class names from AudioSet's ``class_labels_indices.csv`` or a list.
+
+    A CSV with a ``display_name`` column (and optionally ``index``) gives
+    that column in index order; any other file gives one name per line.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "labels.csv")
+    >>> _ = open(f, "w").write(
+    ...     'index,mid,display_name\\n1,/m/b,"Dog, bark"\\n0,/m/a,Speech\\n')
+    >>> read_labels(f)
+    ['Speech', 'Dog, bark']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        first = f.readline()
+        f.seek(0)
+        if "display_name" in first:
+            rows = list(csv.DictReader(f))
+            if rows and "index" in rows[0]:
+                rows.sort(key=lambda row: int(row["index"]))
+            return [row["display_name"] for row in rows]
+        return [line.strip() for line in f if line.strip()]
+
+
+def _hf_labels(folder: Path, n_classes: int) -> Optional[List[str]]:
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    id2label = json.loads(config.read_text()).get("id2label") or {}
+    if len(id2label) != n_classes:
+        return None
+    return [id2label[str(i)] for i in range(n_classes)]
+
+
+def _hf_norm(folder: Path) -> Optional[Tuple[float, float]]:
+    prep = folder / "preprocessor_config.json"
+    if not prep.is_file():
+        return None
+    cfg = json.loads(prep.read_text())
+    if "mean" in cfg and "std" in cfg:
+        return float(cfg["mean"]), float(cfg["std"])
+    return None
+
+
+def _resolve_norm(norm: Norm, source: Path) -> Tuple[float, float]:
+    if isinstance(norm, str):
+        if norm not in NORM_STATS:
+            raise ValueError(
+                f"unknown normalisation {norm!r}; expected one of "
+                f"{sorted(NORM_STATS)} or a (mean, std) pair"
+            )
+        return NORM_STATS[norm]
+    if norm is not None:
+        mean, std = norm
+        return float(mean), float(std)
+    found = _hf_norm(source) if source.is_dir() else None
+    if found is not None:
+        return found
+    logger.info(
+        "no normalisation given for %s: using AudioSet's (mean %s, std %s), "
+        "as every published AST feature extractor does",
+        source,
+        *NORM_STATS["audioset"],
+    )
+    return NORM_STATS["audioset"]
+
+
+def import_ast(
+    source: PathLike,
+    out_dir: PathLike,
+    labels: Union[PathLike, Sequence[str], None] = None,
+    norm: Norm = None,
+    target_length: Optional[int] = None,
+    r: RSpec = 0,
+    multilabel: bool = True,
+    sample_rate: int = 16000,
+) -> Path:
+    """Import a Hugging Face or original AST checkpoint as a model folder.
+
+    Arguments
+    ---------
+    source : str or Path
+        HF folder (``config.json`` + weights) or original ``.pth`` file.
+    out_dir : str or Path
+        Model folder to write.
+    labels : path or sequence of str, optional
+        Class names (a file for :func:`read_labels`, or a list); by default
+        ``id2label`` of an HF ``config.json``, else ``class_<i>``.
+    norm : str or (mean, std), optional
+        A :data:`~fastast_sb.features.NORM_STATS` name or statistics; by
+        default the HF ``preprocessor_config.json``'s, else AudioSet's.
+    target_length : int, optional
+        Frames per input (the positional embedding is resampled); the
+        checkpoint's by default.
+    r : optional
+        Default merge schedule (0: the plain AST).
+    multilabel : bool
+        Sigmoid scores (AST trains every dataset with BCE) or softmax.
+    sample_rate : int
+        Audio rate of the front end (AST: 16 kHz).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> from fastast_sb.models.ast import AST, ASTHead
+    >>> from fastast_sb.models.convert import save_ast
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> ckpt = os.path.join(tmp.name, "ast.pt")
+    >>> save_ast(ckpt, AST(input_tdim=128, preset="tiny", depth=1),
+    ...          ASTHead(192, 2))
+    >>> out = import_ast(ckpt, os.path.join(tmp.name, "model"),
+    ...                  labels=["yes", "no"], norm="speechcommands")
+    >>> (out / "hyperparams.yaml").is_file()
+    True
+    >>> tmp.cleanup()
+    """
+    source = Path(source)
+    model, head = load_ast(source, input_tdim=target_length, r=r)
+    if head is None:
+        raise ValueError(
+            f"{source} holds no classification head (an ASTModel without "
+            "classifier?); a model folder needs one: import an "
+            "ASTForAudioClassification checkpoint"
+        )
+    n_classes = int(head.linear.out_features)
+    if isinstance(labels, (str, Path)):
+        names = read_labels(labels)
+    elif labels is not None:
+        names = [str(name) for name in labels]
+    else:
+        names = _hf_labels(source, n_classes) if source.is_dir() else None
+        if names is None:
+            logger.warning(
+                "%s has no class names: using class_0..class_%d (pass "
+                "labels=...)",
+                source,
+                n_classes - 1,
+            )
+            names = [f"class_{i}" for i in range(n_classes)]
+    mean, std = _resolve_norm(norm, source)
+    features = KaldiFbank(
+        sample_rate=sample_rate,
+        n_mels=model.input_fdim,
+        target_length=model.input_tdim,
+    )
+    return write_model_folder(
+        out_dir,
+        model.eval(),
+        head.eval(),
+        names,
+        features,
+        GlobalNorm(mean, std),
+        multilabel=multilabel,
+        description=f"imported from {source.resolve()}",
+    )

@@ -1,0 +1,331 @@
+"""``AudioTagger``: scores, top-k labels and sliding windows for a model folder.
+
+:class:`AudioTagger` is SpeechBrain's ``EncoderClassifier`` (load it with
+``AudioTagger.from_hparams(source=FOLDER, savedir=None)``) with three
+differences:
+
+- ``encode_batch`` passes the relative lengths to ``compute_features``,
+  as the recipes do. ``EncoderClassifier.encode_batch`` calls
+  ``compute_features(wavs)`` without them, so in a zero-padded batch of
+  clips of different lengths its padding enters the fbank (and the
+  waveform mean); for single clips and equal-length batches the two agree.
+- scores are probabilities: sigmoid for multi-label models, softmax for
+  single-label ones (the model folder's ``multilabel`` key);
+- :meth:`AudioTagger.tag_waveform` / :meth:`AudioTagger.tag_file` cover a
+  clip longer than the model's input with windows of exactly the model's
+  input length (``target_length`` frames), half a window apart by default,
+  the last one aligned to the end; window scores are averaged.
+
+Files are read with :func:`fastast_sb.audio.load_audio` (any soundfile
+format, resampled to the model's rate and averaged to mono, clear errors).
+
+References: Y. Gong et al., "AST: Audio Spectrogram Transformer",
+Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import torch
+from speechbrain.inference.classifiers import EncoderClassifier
+
+from fastast_sb.audio import load_audio
+from fastast_sb.tome.schedule import RSpec
+
+logger = logging.getLogger(__name__)
+
+#: Kaldi's default analysis window (ms).
+FRAME_LENGTH_MS = 25.0
+
+
+def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
+    """Start samples of windows covering ``num_samples``.
+
+    Windows are ``hop`` apart; the last one ends at the clip's end. A clip
+    no longer than one window is a single window starting at 0.
+
+    Arguments
+    ---------
+    num_samples : int
+        Clip length.
+    window : int
+        Window length (samples).
+    hop : int
+        Distance between window starts (samples).
+
+    Returns
+    -------
+    list of int
+
+    Example
+    -------
+    >>> window_starts(100, 40, 20)
+    [0, 20, 40, 60]
+    >>> window_starts(90, 40, 20)
+    [0, 20, 40, 50]
+    >>> window_starts(30, 40, 20)
+    [0]
+    """
+    if window < 1 or hop < 1:
+        raise ValueError(
+            f"window and hop must be >= 1 sample, got {window} and {hop}"
+        )
+    if num_samples <= window:
+        return [0]
+    starts = list(range(0, num_samples - window, hop))
+    starts.append(num_samples - window)
+    return starts
+
+
+@dataclass
+class TagResult:
+    """Scores of one clip.
+
+    Attributes
+    ----------
+    scores : torch.Tensor
+        [C] class probabilities (averaged over windows).
+    labels : list of str
+        Class names, in output order.
+    windows : int
+        Windows the clip was cut into.
+    duration : float
+        Clip length in seconds.
+    window_scores : torch.Tensor
+        [W, C] probabilities of each window.
+    """
+
+    scores: torch.Tensor
+    labels: List[str]
+    windows: int
+    duration: float
+    window_scores: torch.Tensor = field(repr=False)
+
+    def top(self, k: int = 5) -> List[Tuple[str, float]]:
+        """The ``k`` best (label, score) pairs, best first.
+
+        Example
+        -------
+        >>> r = TagResult(torch.tensor([0.1, 0.7, 0.2]), ["a", "b", "c"], 1,
+        ...               1.0, torch.zeros(1, 3))
+        >>> [(label, round(s, 2)) for label, s in r.top(2)]
+        [('b', 0.7), ('c', 0.2)]
+        """
+        return top_k(self.scores, self.labels, k)
+
+
+def top_k(
+    scores: torch.Tensor, labels: List[str], k: int = 5
+) -> List[Tuple[str, float]]:
+    """The ``k`` highest [C] ``scores`` as (label, score), best first.
+
+    Example
+    -------
+    >>> top_k(torch.tensor([0.2, 0.9]), ["x", "y"], 5)
+    [('y', 0.8999999761581543), ('x', 0.20000000298023224)]
+    """
+    if k < 1:
+        raise ValueError(f"top-k needs k >= 1, got {k}")
+    if scores.ndim != 1 or scores.numel() != len(labels):
+        raise ValueError(
+            f"scores of shape {tuple(scores.shape)} for {len(labels)} labels;"
+            " expected [C] with one score per label"
+        )
+    values, index = torch.topk(scores, min(k, scores.numel()))
+    return [(labels[int(i)], float(v)) for v, i in zip(values, index)]
+
+
+class AudioTagger(EncoderClassifier):
+    """Tag audio with a FastAST model folder (multi- or single-label).
+
+    Arguments
+    ---------
+    *args, **kwargs
+        As for :class:`speechbrain.inference.interfaces.Pretrained`; build
+        it with ``AudioTagger.from_hparams(source=FOLDER, savedir=None)``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from fastast_sb.features import GlobalNorm, KaldiFbank
+    >>> from fastast_sb.inference.folder import write_model_folder
+    >>> from fastast_sb.models.ast import AST, ASTHead
+    >>> from speechbrain.utils.fetching import FetchConfig
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = write_model_folder(
+    ...     tmp.name, AST(input_tdim=128, preset="tiny", depth=1),
+    ...     ASTHead(192, 3), ["dog", "cat", "bird"],
+    ...     KaldiFbank(target_length=128), GlobalNorm(-4.27, 4.57),
+    ...     multilabel=True)
+    >>> tagger = AudioTagger.from_hparams(
+    ...     source=tmp.name, savedir=None, run_opts={"device": "cpu"},
+    ...     fetch_config=FetchConfig(allow_network=False))
+    >>> result = tagger.tag_waveform(0.1 * torch.randn(40000))
+    >>> result.windows, len(result.top(2))
+    (3, 2)
+    >>> tmp.cleanup()
+    """
+
+    @property
+    def labels(self) -> List[str]:
+        """Class names in output order."""
+        enc = self.hparams.label_encoder
+        return [enc.ind2lab[i] for i in range(len(enc))]
+
+    @property
+    def multilabel(self) -> bool:
+        """Sigmoid (independent classes) or softmax scores."""
+        return bool(getattr(self.hparams, "multilabel", False))
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate audio is resampled to."""
+        return int(self.mods.compute_features.sample_rate)
+
+    @property
+    def r(self) -> RSpec:
+        """The merge schedule (settable: ``tagger.r = 8``)."""
+        return self.mods.embedding_model.r
+
+    @r.setter
+    def r(self, value: RSpec) -> None:
+        self.mods.embedding_model.r = value
+
+    @property
+    def window_samples(self) -> Optional[int]:
+        """Samples giving exactly ``target_length`` frames (None: no limit)."""
+        fbank = self.mods.compute_features
+        if fbank.target_length is None:
+            return None
+        shift = int(round(fbank.sample_rate * fbank.frame_shift / 1000))
+        length = int(round(fbank.sample_rate * FRAME_LENGTH_MS / 1000))
+        return (fbank.target_length - 1) * shift + length
+
+    def load_audio(self, path: Union[str, Path], savedir=None) -> torch.Tensor:
+        """A local file as a mono waveform at the model's rate ([S]).
+
+        ``savedir`` is accepted for compatibility and ignored (no fetching).
+        """
+        return load_audio(path, self.sample_rate).to(self.device)
+
+    def encode_batch(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: Optional[torch.Tensor] = None,
+        normalize: bool = False,
+    ) -> torch.Tensor:
+        """[B, S] waveforms -> [B, 1, D] embeddings (lengths respected).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            [B, S] (or [S]) waveforms at the model's rate.
+        wav_lens : torch.Tensor, optional
+            [B] relative lengths; padding past them is ignored.
+        normalize : bool
+            Unsupported (no embedding normaliser); must be False.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, 1, D] pooled embeddings.
+        """
+        if normalize:
+            raise ValueError(
+                "normalize=True needs a mean_var_norm_emb; FastAST model "
+                "folders define none"
+            )
+        if wavs.ndim == 1:
+            wavs = wavs.unsqueeze(0)
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        wavs = wavs.to(self.device).float()
+        wav_lens = wav_lens.to(self.device)
+        with torch.no_grad():
+            feats = self.mods.compute_features(wavs, wav_lens)
+            feats = self.mods.mean_var_norm(feats, wav_lens)
+            return self.mods.embedding_model(feats, wav_lens)
+
+    def scores_batch(
+        self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """[B, S] waveforms -> [B, C] probabilities (sigmoid or softmax)."""
+        emb = self.encode_batch(wavs, wav_lens)
+        with torch.no_grad():
+            logits = self.mods.classifier(emb).squeeze(1)
+        if self.multilabel:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=-1)
+
+    def tag_batch(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: Optional[torch.Tensor] = None,
+        top: int = 5,
+    ) -> List[List[Tuple[str, float]]]:
+        """Top-``top`` (label, score) pairs of every clip of a batch."""
+        scores = self.scores_batch(wavs, wav_lens).cpu()
+        return [top_k(row, self.labels, top) for row in scores]
+
+    def tag_waveform(
+        self,
+        wav: torch.Tensor,
+        hop: Optional[float] = None,
+        batch_size: int = 8,
+    ) -> TagResult:
+        """Score one clip of any length with sliding windows.
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            [S] mono waveform at the model's rate.
+        hop : float, optional
+            Seconds between window starts (half a window by default).
+        batch_size : int
+            Windows per forward pass.
+
+        Returns
+        -------
+        TagResult
+        """
+        if wav.ndim != 1:
+            raise ValueError(
+                f"expected one mono waveform [S], got shape {tuple(wav.shape)}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        window = self.window_samples or wav.numel()
+        hop_samples = window // 2 if hop is None else int(hop * self.sample_rate)
+        if hop_samples < 1:
+            raise ValueError(f"hop must be > 0 s, got {hop}")
+        starts = window_starts(wav.numel(), window, hop_samples)
+        chunks = [wav[s : s + window] for s in starts]
+        out = []
+        for i in range(0, len(chunks), batch_size):
+            batch = torch.stack(chunks[i : i + batch_size])  # [b, window]
+            out.append(self.scores_batch(batch).cpu())
+        window_scores = torch.cat(out)  # [W, C]
+        return TagResult(
+            scores=window_scores.mean(dim=0),
+            labels=self.labels,
+            windows=len(starts),
+            duration=wav.numel() / self.sample_rate,
+            window_scores=window_scores,
+        )
+
+    def tag_file(
+        self,
+        path: Union[str, Path],
+        hop: Optional[float] = None,
+        batch_size: int = 8,
+    ) -> TagResult:
+        """Read a file (any rate, any channels) and tag it with windows.
+
+        Raises ``FileNotFoundError`` for a missing file and
+        :class:`fastast_sb.audio.AudioError` for an unreadable or empty one.
+        """
+        return self.tag_waveform(self.load_audio(path), hop, batch_size)
