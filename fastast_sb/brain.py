@@ -13,7 +13,14 @@ teacher is given, and collects scores for the epoch's metrics. Hyperparameter
 keys the Brain reads: ``multilabel``, ``r_train``, ``kd_lambda``, ``kd_tau``,
 ``kd_tau2``, ``lr_schedule``, ``seed``, ``epoch_counter``, ``train_logger``
 and ``metrics_file``; the teacher is passed to the constructor, never put in
-``modules`` (SpeechBrain trains and optimises those).
+``modules`` (SpeechBrain trains and optimises those), and so is an optional
+``feature_augment`` (e.g. :class:`fastast_sb.augment.NoiseRoll`), applied to
+normalised training features.
+
+Evaluation metrics: ``acc``, and with ``multilabel`` also ``mAP``, ``mAUC``,
+``dprime`` and the skipped-class counts. Under DDP the scores of all
+processes are gathered before they are computed (each example once, by id);
+checkpoints keep the best ``ckpt_metric`` (``acc`` or ``mAP``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import speechbrain as sb
 import torch
 
 from fastast_sb.losses import task_loss
-from fastast_sb.metrics import ScoreCollector
+from fastast_sb.metrics import ScoreCollector, mean_over_processes
 from fastast_sb.models.ast import AST
 from fastast_sb.tome.schedule import RSpec
 
@@ -58,14 +65,29 @@ class FastASTBrain(sb.Brain):
     teacher : callable, optional
         Frozen teacher ``teacher(wavs, lens, feats) -> logits`` run on the
         same augmented batch as the student; kept out of ``modules``.
+    feature_augment : callable, optional
+        ``feature_augment(feats, lens) -> feats`` on normalised features of
+        training batches (AST's noise-and-roll for Speech Commands).
+    ckpt_metric : str
+        Validation metric whose maximum selects the kept checkpoint
+        (``acc``, or ``mAP`` for multi-label tagging).
     *args, **kwargs
         As for :class:`speechbrain.Brain` (modules, opt_class, hparams,
         run_opts, checkpointer).
     """
 
-    def __init__(self, *args: Any, teacher: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        teacher: Any = None,
+        feature_augment: Any = None,
+        ckpt_metric: str = "acc",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.teacher = teacher
+        self.feature_augment = feature_augment
+        self.ckpt_metric = ckpt_metric
         if teacher is not None:
             teacher.to(self.device)
         self.eval_r: RSpec = None
@@ -83,6 +105,8 @@ class FastASTBrain(sb.Brain):
         feats = self.modules.compute_features(wavs, lens)
         feats = self.modules.spec_augment(feats)
         feats = self.modules.mean_var_norm(feats, lens)
+        if train and self.feature_augment is not None:
+            feats = self.feature_augment(feats, lens)
         emb = self.embed(wavs, feats, lens, train)
         logits = self.modules.classifier(emb).squeeze(1)
         teacher_logits = None
@@ -136,7 +160,7 @@ class FastASTBrain(sb.Brain):
         else:
             loss = task_loss(logits, targets, self.hparams.multilabel)
         if stage != sb.Stage.TRAIN:
-            self.scores.append(logits, targets)
+            self.scores.append(logits, targets, batch.id)
         return loss
 
     # -------------------------------------------------------------- schedule
@@ -156,10 +180,17 @@ class FastASTBrain(sb.Brain):
             torch.manual_seed(int(self.hparams.seed) * 1000 + int(epoch))
 
     def stage_metrics(self, stage_loss: float) -> Dict[str, float]:
-        """Loss and accuracy of the finished evaluation stage."""
-        metrics = {"loss": float(stage_loss)}
-        if self.scores.stacked() is not None:
-            metrics["acc"] = self.scores.accuracy()
+        """Loss, accuracy (and mAP, mAUC, d' if multi-label) of the stage.
+
+        Under DDP the processes' scores are gathered first and the loss is
+        averaged over all examples, so every process gets the numbers of the
+        whole set (a collective: inside ``run_on_main`` it stays local).
+        """
+        scores = self.scores.gather()
+        loss = mean_over_processes(float(stage_loss), len(self.scores))
+        metrics = {"loss": loss}
+        if scores.stacked() is not None:
+            metrics.update(scores.summary(self.hparams.multilabel))
         return metrics
 
     def on_stage_end(
@@ -180,7 +211,7 @@ class FastASTBrain(sb.Brain):
             )
             self.checkpointer.save_and_keep_only(
                 meta={**metrics, "epoch": epoch},
-                max_keys=["acc"],
+                max_keys=[self.ckpt_metric],
                 num_to_keep=1,
             )
             self._append_metrics(epoch, lr, metrics)

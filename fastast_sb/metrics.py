@@ -172,6 +172,42 @@ class ScoreCollector:
         return out
 
 
+def mean_over_processes(value: float, weight: float) -> float:
+    """Weighted mean of ``value`` over DDP processes (``value`` if alone).
+
+    A collective, like :meth:`ScoreCollector.gather`: every process calls
+    it, unless none can (no group, one process, inside ``run_on_main``).
+
+    Arguments
+    ---------
+    value : float
+        This process's mean (e.g. its average validation loss).
+    weight : float
+        Its number of examples.
+
+    Returns
+    -------
+    float
+        ``sum(value * weight) / sum(weight)`` over processes.
+
+    Example
+    -------
+    >>> mean_over_processes(0.5, 10)
+    0.5
+    """
+    if not _collective_possible():
+        return float(value)
+    device = _comm_device()
+    buf = torch.tensor(
+        [float(value) * float(weight), float(weight)],
+        dtype=torch.float64,
+        device=device,
+    )
+    dist.all_reduce(buf)
+    total, count = buf.tolist()
+    return float(value) if count == 0 else total / count
+
+
 def _collective_possible() -> bool:
     """True when every process of a DDP group can take part."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -296,7 +332,9 @@ def average_precision(
     ]
 
 
-def roc_auc(scores: torch.Tensor, targets: torch.Tensor) -> List[Optional[float]]:
+def roc_auc(
+    scores: torch.Tensor, targets: torch.Tensor
+) -> List[Optional[float]]:
     """Per-class ROC AUC; ``None`` for classes lacking positives or negatives.
 
     Example

@@ -1,12 +1,18 @@
 """What every recipe's ``train.py`` does around its own data preparation.
 
 1. :func:`load_run` composes ``dataset.yaml`` + variant + command line,
-   creates the output folder and saves the resolved YAML there.
+   joins the DDP process group when started by ``torchrun``, creates the
+   output folder and saves the resolved YAML there.
 2. The recipe prepares its manifests and builds datasets (its only job).
 3. :func:`fit_and_test` builds the :class:`~fastast_sb.brain.FastASTBrain`,
    trains (resuming from checkpoints), then evaluates the test set for every
    ``r`` of ``r_sweep`` with the throughput measured in the same run, and
    writes ``r_sweep.md`` / ``r_sweep.csv`` / ``test_metrics.json``.
+
+Under DDP (``torchrun --nproc_per_node=N``) every process trains on its
+share of the data, validation is split between the processes and its
+scores gathered (:class:`~fastast_sb.samplers.EvalShardSampler`), and the
+test sweep runs on the main process only (the throughput needs one process).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from hyperpyyaml import load_hyperpyyaml
 from fastast_sb.brain import FastASTBrain, unwrap
 from fastast_sb.config import load_hparams
 from fastast_sb.models.ast import AST
+from fastast_sb.samplers import EvalShardSampler
 from fastast_sb.sweep import r_sweep, write_tables
 
 logger = logging.getLogger(__name__)
@@ -46,9 +53,16 @@ def load_run(
     hparams, resolved = load_hparams(
         dataset_yaml, variant_file, overrides=overrides
     )
+    # torchrun sets RANK / LOCAL_RANK: join the group (backend from the
+    # command line, else from hparams) before any run_on_main.
+    backend = run_opts["distributed_backend"]
+    if "distributed_backend" not in run_opts.overridden_args:
+        backend = hparams["distributed_backend"]
+    sb.utils.distributed.ddp_init_group({"distributed_backend": backend})
     out = Path(hparams["output_folder"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "hyperparams.yaml").write_text(resolved, encoding="utf-8")
+    if sb.utils.distributed.if_main_process():
+        (out / "hyperparams.yaml").write_text(resolved, encoding="utf-8")
     sb.utils.logger.setup_logging()
     if run_opts.get("debug"):
         hparams["r_sweep"] = hparams["r_sweep"][:2]
@@ -71,6 +85,7 @@ def fit_and_test(
     run_opts: Dict[str, Any],
     sets: Dict[str, Any],
     metric: str = "acc",
+    feature_augment: Any = None,
 ) -> Dict[str, Any]:
     """Train, then evaluate the test set for every ``r`` of ``r_sweep``.
 
@@ -81,7 +96,10 @@ def fit_and_test(
     sets : dict
         ``train``, ``valid`` and ``test`` datasets.
     metric : str
-        Key of the Brain's evaluation metrics reported in the table.
+        Key of the Brain's evaluation metrics reported in the table; the
+        best checkpoint is the one with its highest validation value.
+    feature_augment : callable, optional
+        Passed to :class:`~fastast_sb.brain.FastASTBrain`.
 
     Returns
     -------
@@ -97,13 +115,18 @@ def fit_and_test(
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
         teacher=hparams["teacher"],
+        feature_augment=feature_augment,
+        ckpt_metric=metric,
     )
+    valid_opts = dict(hparams["test_dataloader_opts"])
+    if sb.utils.distributed.is_distributed_initialized():
+        valid_opts["sampler"] = EvalShardSampler(sets["valid"])
     brain.fit(
         hparams["epoch_counter"],
         sets["train"],
         sets["valid"],
         train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["test_dataloader_opts"],
+        valid_loader_kwargs=valid_opts,
     )
     key = "epoch" if hparams["test_checkpoint"] == "last" else metric
 
@@ -117,9 +140,10 @@ def fit_and_test(
         return brain.last_metrics[metric]
 
     out = Path(hparams["output_folder"])
-    rows: List[Dict[str, Any]] = []
-    paths: Dict[str, str] = {}
-    if sb.utils.distributed.if_main_process():
+
+    def sweep() -> Tuple[List[Dict[str, Any]], Dict[str, str]]:
+        rows: List[Dict[str, Any]] = []
+        paths: Dict[str, str] = {}
         model = unwrap(brain.modules.embedding_model)
         if isinstance(model, AST):
             rows = r_sweep(
@@ -138,6 +162,11 @@ def fit_and_test(
             json.dumps({"metric": metric, "r_sweep": rows}, indent=2),
             encoding="utf-8",
         )
+        return rows, paths
+
+    # On the main process only (other DDP processes wait, then receive the
+    # rows); inside run_on_main the test metrics are computed locally.
+    rows, paths = sb.utils.distributed.run_on_main(sweep)
     return {
         "rows": rows,
         "paths": paths,

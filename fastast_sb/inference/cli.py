@@ -153,18 +153,31 @@ def _print_table(entry: Dict[str, Any]) -> None:
 def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     """``fastast-tag``: returns the exit status (0 ok, 1 a file failed)."""
     args = tag_parser().parse_args(argv)
-    if args.top < 1:
-        print(f"error: --top must be >= 1, got {args.top}", file=sys.stderr)
+    problems = [
+        f"--{name} must be > 0, got {value}"
+        for name, value in (
+            ("top", args.top),
+            ("batch-size", args.batch_size),
+            ("hop", 1 if args.hop is None else args.hop),
+        )
+        if value <= 0
+    ]
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 1
     start = time.perf_counter()
     try:
         tagger = _load_tagger(args.model, args.device)
-        r = _schedule(args)
-        if r is not None:
-            tagger.r = r
     except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
         print(f"error: cannot load model {args.model}: {err}", file=sys.stderr)
         return 1
+    r = _schedule(args)
+    if r is not None:
+        try:
+            tagger.r = r
+        except (TypeError, ValueError) as err:
+            print(f"error: invalid --r/--flops: {err}", file=sys.stderr)
+            return 1
     load_s = time.perf_counter() - start
     entries: List[Dict[str, Any]] = []
     failed = 0
@@ -273,7 +286,9 @@ def manage_parser() -> argparse.ArgumentParser:
     onx.add_argument("--batch-size", type=int, default=1)
     _add_r(onx)
 
-    sub.add_parser("tag", help="tag files (same as fastast-tag)", add_help=False)
+    sub.add_parser(
+        "tag", help="tag files (same as fastast-tag)", add_help=False
+    )
     return parser
 
 

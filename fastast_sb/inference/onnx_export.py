@@ -203,6 +203,7 @@ def export_onnx(
             output_names=["logits"],
             opset_version=OPSET,
             verbose=False,
+            external_data=False,
             custom_translation_table={
                 torch.ops.aten.hann_window.periodic: _hann_window
             },

@@ -33,7 +33,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 from speechbrain.inference.classifiers import EncoderClassifier
 
-from fastast_sb.audio import load_audio
+from fastast_sb.audio import check_waveform, load_audio
 from fastast_sb.tome.schedule import RSpec
 
 logger = logging.getLogger(__name__)
@@ -125,8 +125,8 @@ def top_k(
 
     Example
     -------
-    >>> top_k(torch.tensor([0.2, 0.9]), ["x", "y"], 5)
-    [('y', 0.8999999761581543), ('x', 0.20000000298023224)]
+    >>> top_k(torch.tensor([0.25, 0.75]), ["x", "y"], 5)
+    [('y', 0.75), ('x', 0.25)]
     """
     if k < 1:
         raise ValueError(f"top-k needs k >= 1, got {k}")
@@ -170,6 +170,8 @@ class AudioTagger(EncoderClassifier):
     >>> tmp.cleanup()
     """
 
+    HPARAMS_NEEDED = ["label_encoder", "multilabel"]
+
     @property
     def labels(self) -> List[str]:
         """Class names in output order."""
@@ -179,7 +181,7 @@ class AudioTagger(EncoderClassifier):
     @property
     def multilabel(self) -> bool:
         """Sigmoid (independent classes) or softmax scores."""
-        return bool(getattr(self.hparams, "multilabel", False))
+        return bool(self.hparams.multilabel)
 
     @property
     def sample_rate(self) -> int:
@@ -205,7 +207,9 @@ class AudioTagger(EncoderClassifier):
         length = int(round(fbank.sample_rate * FRAME_LENGTH_MS / 1000))
         return (fbank.target_length - 1) * shift + length
 
-    def load_audio(self, path: Union[str, Path], savedir=None) -> torch.Tensor:
+    def load_audio(
+        self, path: Union[str, Path], savedir: Optional[str] = None
+    ) -> torch.Tensor:
         """A local file as a mono waveform at the model's rate ([S]).
 
         ``savedir`` is accepted for compatibility and ignored (no fetching).
@@ -253,7 +257,20 @@ class AudioTagger(EncoderClassifier):
     def scores_batch(
         self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """[B, S] waveforms -> [B, C] probabilities (sigmoid or softmax)."""
+        """[B, S] waveforms -> [B, C] probabilities (sigmoid or softmax).
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            [B, S] waveforms at the model's rate (cut at one model input).
+        wav_lens : torch.Tensor, optional
+            [B] relative lengths.
+
+        Returns
+        -------
+        torch.Tensor
+            [B, C] sigmoid (multi-label) or softmax scores.
+        """
         emb = self.encode_batch(wavs, wav_lens)
         with torch.no_grad():
             logits = self.mods.classifier(emb).squeeze(1)
@@ -267,7 +284,22 @@ class AudioTagger(EncoderClassifier):
         wav_lens: Optional[torch.Tensor] = None,
         top: int = 5,
     ) -> List[List[Tuple[str, float]]]:
-        """Top-``top`` (label, score) pairs of every clip of a batch."""
+        """Top-``top`` (label, score) pairs of every clip of a batch.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            [B, S] waveforms at the model's rate.
+        wav_lens : torch.Tensor, optional
+            [B] relative lengths.
+        top : int
+            Pairs per clip.
+
+        Returns
+        -------
+        list of list of (str, float)
+            Best first, one list per clip.
+        """
         scores = self.scores_batch(wavs, wav_lens).cpu()
         return [top_k(row, self.labels, top) for row in scores]
 
@@ -296,10 +328,13 @@ class AudioTagger(EncoderClassifier):
             raise ValueError(
                 f"expected one mono waveform [S], got shape {tuple(wav.shape)}"
             )
+        check_waveform(wav, "waveform")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         window = self.window_samples or wav.numel()
-        hop_samples = window // 2 if hop is None else int(hop * self.sample_rate)
+        hop_samples = (
+            window // 2 if hop is None else int(hop * self.sample_rate)
+        )
         if hop_samples < 1:
             raise ValueError(f"hop must be > 0 s, got {hop}")
         starts = window_starts(wav.numel(), window, hop_samples)

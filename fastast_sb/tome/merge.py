@@ -107,6 +107,121 @@ def _split_top(
     return order[..., :r], order[..., r:]
 
 
+class TokenMerge:
+    """The merge step found by :func:`bipartite_soft_matching`.
+
+    Every output token has one *base* token (itself, for the tokens that
+    absorb nothing) plus the merge sources sent to it. Calling the object
+    sums each group; :meth:`weighted_average` averages it by size. Both
+    copy the base rows with one row gather (``index_select`` on the
+    flattened batch, a plain memory copy) and touch only the ``r`` source
+    rows otherwise: cheaper than a scatter over every token.
+
+    Arguments
+    ---------
+    base : torch.Tensor
+        [B, N - r] input index of each output token's base token.
+    src : torch.Tensor
+        [B, r] input index of each merge source.
+    slot : torch.Tensor
+        [B, r] output index each source merges into.
+    num_tokens : int
+        N, tokens before merging.
+
+    Example
+    -------
+    >>> m = TokenMerge(torch.tensor([[0, 2]]), torch.tensor([[1]]),
+    ...                torch.tensor([[1]]), 3)
+    >>> m(torch.tensor([[[1.0], [2.0], [4.0]]]))
+    tensor([[[1.],
+             [6.]]])
+    """
+
+    def __init__(
+        self,
+        base: torch.Tensor,
+        src: torch.Tensor,
+        slot: torch.Tensor,
+        num_tokens: int,
+    ) -> None:
+        self.num_tokens = num_tokens
+        self.num_out = base.shape[1]
+        self.slot = slot  # [B, r]
+        offset = torch.arange(base.shape[0], device=base.device)[:, None]
+        offset = offset * num_tokens  # [B, 1] first row of each example
+        self.base_rows = (base + offset).reshape(-1)  # [B * (N - r)]
+        self.src_rows = (src + offset).reshape(-1)  # [B * r]
+        dst = base.gather(1, slot)  # [B, r] input index of each destination
+        self.dst_rows = (dst + offset).reshape(-1)  # [B * r]
+        self.base = base
+        self.src = src
+
+    def _rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        b, _, c = x.shape
+        flat = x.reshape(b * self.num_tokens, c)  # [B * N, C]
+        return flat.index_select(0, rows).reshape(b, -1, c)
+
+    def _slot_index(self, width: int) -> torch.Tensor:
+        return self.slot[..., None].expand(-1, -1, width)  # [B, r, C]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum every group: [B, N, C] -> [B, N - r, C]."""
+        out = self._rows(x, self.base_rows)  # [B, N - r, C]
+        src = self._rows(x, self.src_rows)  # [B, r, C]
+        return out.scatter_add_(1, self._slot_index(x.shape[-1]), src)
+
+    def weighted_average(
+        self, x: torch.Tensor, size: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Size-weighted average of every group, and the summed sizes.
+
+        A token that absorbs nothing is copied unchanged; a destination d
+        becomes ``x_d + sum_j s_j (x_j - x_d) / S_d`` (``S_d``: the summed
+        size), which is ``sum s x / sum s`` with arithmetic on the ``r``
+        source rows only.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            [B, N, C] tokens.
+        size : torch.Tensor, optional
+            [B, N, 1] token sizes (ones if ``None``).
+
+        Returns
+        -------
+        x : torch.Tensor
+            [B, N - r, C] merged tokens.
+        size : torch.Tensor
+            [B, N - r, 1] their sizes.
+        """
+        out = self._rows(x, self.base_rows)  # [B, N - r, C]
+        src = self._rows(x, self.src_rows)  # [B, r, C]
+        slot1 = self._slot_index(1)  # [B, r, 1]
+        if size is None:
+            size = torch.ones_like(x[..., :1])
+            out_size = size[:, : self.num_out]  # [B, N - r, 1] ones
+            src_size = size[:, : self.slot.shape[1]]  # [B, r, 1] ones
+        else:
+            out_size = self._rows(size, self.base_rows)  # [B, N - r, 1]
+            src_size = self._rows(size, self.src_rows)  # [B, r, 1]
+        out_size = out_size.scatter_add(1, slot1, src_size)  # [B, N - r, 1]
+        index = self._slot_index(x.shape[-1])  # [B, r, C]
+        weight = src_size / out_size.gather(1, slot1)  # [B, r, 1]
+        dst = self._rows(x, self.dst_rows)  # [B, r, C]
+        delta = weight * (src - dst)  # [B, r, C]
+        out = out.scatter_add_(1, index, delta.to(out.dtype))
+        return out, out_size
+
+    def unmerge(self, y: torch.Tensor) -> torch.Tensor:
+        """Copy merged tokens back to their inputs: [B, N-r, C] -> [B, N, C]."""
+        b = y.shape[0]
+        n_out = self.num_out
+        dest = self.base.new_zeros(b, self.num_tokens)  # [B, N] output slot
+        ranks = torch.arange(n_out, device=y.device).expand(b, n_out)
+        dest = dest.scatter(1, self.base, ranks).scatter(1, self.src, self.slot)
+        return y.gather(1, dest[..., None].expand(-1, -1, y.shape[-1]))
+
+
 def bipartite_soft_matching(
     metric: torch.Tensor,
     r: int,
@@ -174,33 +289,24 @@ def bipartite_soft_matching(
     lead_a = 1 if class_token else 0
     lead_b = 1 if distill_token else 0
     with torch.no_grad():
-        # Output slot of every input token, for one scatter-add (merge) and
-        # one gather (unmerge): [CLS, DIST, unmerged A in order, B in order].
-        bsz, dev = metric.shape[0], metric.device
-        rank = torch.arange(n_unm, device=dev)
-        slot_unm = torch.where(rank < lead_a, rank, rank + lead_b)  # [Na - r]
-        k = torch.arange(nb, device=dev)
-        slot_b = torch.where(k < lead_b, k + lead_a, k + n_unm)  # [Nb]
-        slot_b = slot_b.expand(bsz, nb)  # [B, Nb]
-        slot_a = torch.zeros_like(node_idx)  # [B, Na]
-        slot_a = slot_a.scatter(1, unm_idx, slot_unm.expand(bsz, n_unm))
-        slot_a = slot_a.scatter(1, src_idx, slot_b.gather(1, dst_idx))
-        if na > nb:
-            slot_b = torch.cat([slot_b, slot_b[:, :1]], dim=1)  # [B, Na]
-        dest = torch.stack([slot_a, slot_b], dim=2).reshape(bsz, 2 * na)
-        dest = dest[:, :n]  # [B, N] interleaved A (even) and B (odd)
-    n_out = n - r
-
-    def merge(x: torch.Tensor) -> torch.Tensor:
-        index = dest[..., None].expand(-1, -1, x.shape[-1])  # [B, N, C]
-        out = x.new_zeros(x.shape[0], n_out, x.shape[-1])
-        return out.scatter_add(1, index, x)  # [B, N - r, C]
-
-    def unmerge(y: torch.Tensor) -> torch.Tensor:
-        index = dest[..., None].expand(-1, -1, y.shape[-1])  # [B, N, C]
-        return y.gather(1, index)
-
-    return merge, unmerge
+        # Output order: [CLS, DIST, unmerged A in order, B in order]; each
+        # output token's base is the input token at that place.
+        bsz = metric.shape[0]
+        unm = 2 * unm_idx  # [B, Na - r] input positions of unmerged A
+        odd = 2 * torch.arange(nb, device=metric.device) + 1  # [Nb]
+        odd = odd.expand(bsz, nb)  # [B, Nb] input positions of B
+        base = torch.cat(
+            [
+                unm[:, :lead_a],
+                odd[:, :lead_b],
+                unm[:, lead_a:],
+                odd[:, lead_b:],
+            ],
+            dim=1,
+        )  # [B, N - r]
+        slot = torch.where(dst_idx < lead_b, dst_idx + lead_a, dst_idx + n_unm)
+    merge = TokenMerge(base, 2 * src_idx, slot, n)
+    return merge, merge.unmerge
 
 
 def merge_wavg(
@@ -234,6 +340,8 @@ def merge_wavg(
     >>> y.shape, float(size.sum())
     (torch.Size([1, 4, 3]), 6.0)
     """
+    if isinstance(merge, TokenMerge):
+        return merge.weighted_average(x, size)
     if size is None:
         size = torch.ones_like(x[..., :1])
     x = merge(x * size)

@@ -1,0 +1,89 @@
+"""Feature-level augmentations applied after normalisation (training only).
+
+:class:`NoiseRoll` is the "noise" augmentation of AST's Speech Commands
+recipe (Gong et al., "AST: Audio Spectrogram Transformer", Interspeech
+2021): uniform noise of a random strength is added to the normalised
+fbank, which is then rolled (circularly shifted) along time by a random
+number of frames. Implemented from that description.
+
+In :class:`~fastast_sb.brain.FastASTBrain` it runs after ``mean_var_norm``
+on training batches only (the ``feature_augment`` of a recipe), so a
+teacher sees the very same augmented features as the student.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class NoiseRoll(nn.Module):
+    """Add ``U(0, 1) * a / divisor`` noise, then roll along time.
+
+    Per example, ``a ~ U(0, 1)`` sets the noise strength and the shift is
+    drawn from ``[-max_shift, max_shift)`` frames; AST draws one pair per
+    clip in its data loader, as here.
+
+    Arguments
+    ---------
+    noise_divisor : float
+        AST: 10 (noise of at most 0.1 normalised units).
+    max_shift : int
+        Largest time shift in frames (AST: 10); 0 disables rolling.
+
+    Example
+    -------
+    >>> aug = NoiseRoll(max_shift=0)
+    >>> x = torch.zeros(2, 128, 128)
+    >>> y = aug(x)
+    >>> bool((y >= 0).all() and (y < 0.1).all())
+    True
+    >>> torch.equal(aug.eval()(x), x)
+    True
+    """
+
+    def __init__(self, noise_divisor: float = 10.0, max_shift: int = 10):
+        super().__init__()
+        if not noise_divisor > 0:
+            raise ValueError(f"noise_divisor must be > 0, got {noise_divisor}")
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.noise_divisor = float(noise_divisor)
+        self.max_shift = int(max_shift)
+
+    def forward(
+        self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Augment [B, T, F] features in training mode (identity in eval).
+
+        Arguments
+        ---------
+        feats : torch.Tensor
+            [B, T, F] normalised features.
+        lens : torch.Tensor, optional
+            Relative lengths (unused: AST rolls the padded input too).
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, F] augmented features.
+        """
+        if not self.training:
+            return feats
+        if feats.ndim != 3:
+            raise ValueError(
+                f"NoiseRoll expects features [B, T, F], got "
+                f"{tuple(feats.shape)}"
+            )
+        b, t, _ = feats.shape
+        strength = torch.rand(b, 1, 1, device=feats.device, dtype=feats.dtype)
+        noise = torch.rand_like(feats) * strength / self.noise_divisor
+        out = feats + noise
+        if self.max_shift == 0:
+            return out
+        shifts = torch.randint(-self.max_shift, self.max_shift, (b,))
+        idx = torch.arange(t)[None, :] - shifts[:, None]  # [B, T]
+        idx = (idx % t).to(feats.device)
+        return torch.gather(out, 1, idx[:, :, None].expand_as(out))

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Train and evaluate FastAST on AudioSet (multi-label tagging, mAP).
+
+    python recipes/AudioSet/train.py hparams/tome.yaml --data_folder=PATH \
+        [--audio_folder=PATH] [--key=value ...]
+
+Composes ``recipes/AudioSet/dataset.yaml``, the variant file and
+command-line overrides; prepares manifests from the segment CSVs (missing
+clips are reported and skipped); trains with BCE (or multi-label CMKD with
+``hparams/tome_kd.yaml``), keeping the checkpoint of best validation mAP;
+then evaluates the eval set for every ``r`` of ``r_sweep`` and writes
+``r_sweep.md`` / ``.csv`` (mAP). Multi-GPU: start the same command with
+``torchrun --nproc_per_node=N`` (see docs/multi_gpu.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import speechbrain as sb
+
+RECIPE_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(RECIPE_DIR))
+
+from prepare_audioset import DataError, prepare_audioset  # noqa: E402
+
+from fastast_sb.dataio import (  # noqa: E402
+    classification_dataset,
+    make_label_encoder,
+    read_classes,
+)
+from fastast_sb.runner import fit_and_test, load_run  # noqa: E402
+
+logger = logging.getLogger(__name__)
+DATASET_YAML = RECIPE_DIR / "dataset.yaml"
+
+
+def manifest_labels(path: Path) -> list:
+    """Label sets (lists of label ids) of a manifest, in row order."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [row["label"].split(";") for row in csv.DictReader(f)]
+
+
+def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
+    """Prepare manifests, return datasets and the encoder.
+
+    With ``balanced_sampler``, the training loader options get a
+    label-balanced sampler (``balanced_train_sampler``) in place of
+    shuffling.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters (``data_folder``, ``audio_folder``, the list
+        names, ``output_folder``, ``n_classes``, ``sample_rate``,
+        ``multilabel``, ``balanced_sampler``, ``balanced_train_sampler``,
+        ``train_dataloader_opts``).
+
+    Returns
+    -------
+    dict
+        ``train``, ``valid``, ``test`` datasets and the label ``encoder``.
+    """
+    if not hparams["multilabel"]:
+        raise DataError(
+            "AudioSet is multi-label: multilabel must be True (BCE, mAP), "
+            f"got {hparams['multilabel']}"
+        )
+    out = Path(hparams["output_folder"])
+    sb.utils.distributed.run_on_main(
+        prepare_audioset,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": str(out),
+            "audio_folder": hparams["audio_folder"],
+            "train_segments": hparams["train_segments"],
+            "eval_segments": hparams["eval_segments"],
+            "labels_csv": hparams["labels_csv"],
+        },
+    )
+    classes = read_classes(out / "classes.txt")
+    if len(classes) != hparams["n_classes"]:
+        raise DataError(
+            f"{hparams['labels_csv']} has {len(classes)} classes but "
+            f"n_classes={hparams['n_classes']}; pass "
+            f"--n_classes={len(classes)}"
+        )
+    main = sb.utils.distributed.if_main_process()
+    encoder = make_label_encoder(
+        classes, out / "label_encoder.txt" if main else None
+    )
+    sets: Dict[str, Any] = {
+        split: classification_dataset(
+            out / f"{split}.csv",
+            encoder,
+            hparams["sample_rate"],
+            hparams["multilabel"],
+        )
+        for split in ("train", "valid", "test")
+    }
+    if hparams["balanced_sampler"]:
+        labels = manifest_labels(out / "train.csv")
+        sampler = hparams["balanced_train_sampler"](labels)
+        opts = dict(hparams["train_dataloader_opts"])
+        opts.update(sampler=sampler, shuffle=False)
+        hparams["train_dataloader_opts"] = opts
+    sets["encoder"] = encoder
+    return sets
+
+
+def run(argv: Sequence[str]) -> Dict[str, Any]:
+    """Run the recipe; returns the sweep rows, paths and the Brain."""
+    hparams, run_opts = load_run(argv, DATASET_YAML)
+    sets = build_datasets(hparams)
+    return fit_and_test(hparams, run_opts, sets, metric="mAP")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point."""
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

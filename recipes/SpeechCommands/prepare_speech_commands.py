@@ -1,0 +1,412 @@
+"""Prepare Speech Commands v0.02 for the FastAST recipe.
+
+Reads the v0.02 download layout (``<word>/<speaker>_nohash_<n>.wav``,
+``validation_list.txt``, ``testing_list.txt``, ``_background_noise_/``) and
+writes SpeechBrain CSV manifests (train / valid / test, the official split:
+the two lists, everything else trains) and ``classes.txt`` into
+``save_folder``. The data folder is only read.
+
+Two label sets:
+
+* 35 classes (AST): the 35 words; no ``_background_noise_`` class.
+* 12 classes: ``yes no up down left right on off stop go``, ``_unknown_``
+  (the other 25 words) and ``_silence_``. As in the TensorFlow reference
+  setup, each split gets ``unknown_percentage`` % (of its core-word clip
+  count) ``_unknown_`` clips drawn at random (seeded) from its other-word
+  clips, and ``silence_percentage`` % ``_silence_`` clips: 1-second
+  segments cut at random (seeded) offsets from ``_background_noise_/*.wav``
+  and written as WAV files under ``<save_folder>/silence/``. To keep the
+  splits apart, train cuts come from the first 80 % of each noise file,
+  validation from the next 10 %, test from the last 10 %.
+
+P. Warden, "Speech Commands: A Dataset for Limited-Vocabulary Speech
+Recognition", arXiv:1804.03209, 2018. Y. Gong et al., "AST: Audio
+Spectrogram Transformer", Interspeech 2021 (35-class protocol).
+
+Usage (explicit download for users who are online; tests never download)::
+
+    python recipes/SpeechCommands/prepare_speech_commands.py --download \\
+        --data_folder data/speech_commands_v0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import random
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+SC_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+
+#: The 35 words of v0.02, in the (alphabetical) order of the class indices.
+WORDS_35 = (
+    "backward bed bird cat dog down eight five follow forward four go happy "
+    "house learn left marvin nine no off on one right seven sheila six stop "
+    "three tree two up visual wow yes zero"
+).split()
+#: The ten command words of the 12-class task.
+CORE_WORDS = "yes no up down left right on off stop go".split()
+UNKNOWN = "_unknown_"
+SILENCE = "_silence_"
+BACKGROUND = "_background_noise_"
+#: Where each split cuts its silence from, as fractions of a noise file.
+SILENCE_REGIONS = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
+
+MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "word"]
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """The data folder is missing, incomplete or inconsistent."""
+
+
+def class_list(n_classes: int) -> List[str]:
+    """The label set: 35 words, or 10 words + unknown + silence.
+
+    Example
+    -------
+    >>> class_list(12)[-3:]
+    ['go', '_unknown_', '_silence_']
+    >>> len(class_list(35))
+    35
+    """
+    if n_classes == 35:
+        return list(WORDS_35)
+    if n_classes == 12:
+        return CORE_WORDS + [UNKNOWN, SILENCE]
+    raise DataError(
+        f"n_classes={n_classes}; Speech Commands v0.02 has 35 (all words) "
+        "or 12 (10 words + _unknown_ + _silence_)"
+    )
+
+
+def _missing_data_message(data_folder: Path) -> str:
+    return (
+        f"Speech Commands v0.02 not found at {data_folder}: expected "
+        f"<word>/*.wav folders, validation_list.txt and testing_list.txt. "
+        f"Download and extract {SC_URL} there, or run: python "
+        "recipes/SpeechCommands/prepare_speech_commands.py --download "
+        f"--data_folder {data_folder}"
+    )
+
+
+def _read_list(path: Path) -> List[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def scan(data_folder: Path) -> Dict[str, List[str]]:
+    """Clips per split (paths relative to ``data_folder``), checked.
+
+    Returns
+    -------
+    dict
+        ``train``, ``valid`` and ``test`` lists of ``word/file.wav``.
+    """
+    lists = {
+        "valid": data_folder / "validation_list.txt",
+        "test": data_folder / "testing_list.txt",
+    }
+    if not data_folder.is_dir() or not all(p.is_file() for p in lists.values()):
+        raise DataError(_missing_data_message(data_folder))
+    folders = sorted(
+        p.name
+        for p in data_folder.iterdir()
+        if p.is_dir() and p.name != BACKGROUND
+    )
+    unknown = [name for name in folders if name not in WORDS_35]
+    if unknown:
+        raise DataError(
+            f"{data_folder} has folders {unknown} that are not Speech "
+            f"Commands v0.02 words (expected a subset of {WORDS_35})"
+        )
+    if not folders:
+        raise DataError(_missing_data_message(data_folder))
+    clips = sorted(
+        f"{word}/{p.name}"
+        for word in folders
+        for p in (data_folder / word).glob("*.wav")
+    )
+    present = set(clips)
+    split_of: Dict[str, str] = {}
+    problems = []
+    for split, path in lists.items():
+        for rel in _read_list(path):
+            if rel not in present:
+                problems.append(f"{path.name} lists {rel}, which is missing")
+            elif rel in split_of:
+                problems.append(f"{rel} is in both validation and test lists")
+            split_of[rel] = split
+    if problems:
+        raise DataError(
+            f"{len(problems)} problems with the split lists of "
+            f"{data_folder}:\n  " + "\n  ".join(problems[:20])
+        )
+    out: Dict[str, List[str]] = {split: [] for split in SPLITS}
+    for rel in clips:
+        out[split_of.get(rel, "train")].append(rel)
+    return out
+
+
+def check_audio(data_folder: Path, rels: Sequence[str]) -> Dict[str, float]:
+    """Duration of every clip; all unreadable files in one error."""
+    durations, problems = {}, []
+    for rel in rels:
+        path = data_folder / rel
+        try:
+            info = sf.info(str(path))
+            if info.frames == 0:
+                raise RuntimeError("no samples")
+        except (RuntimeError, sf.LibsndfileError) as err:
+            problems.append(f"unreadable: {path} ({err})")
+            continue
+        durations[rel] = info.frames / info.samplerate
+    if problems:
+        raise DataError(
+            f"{len(problems)} of {len(rels)} clips in {data_folder} cannot "
+            "be used:\n  " + "\n  ".join(problems[:50])
+        )
+    return durations
+
+
+def _row(rel: str, duration: float, wav: Path, label: str) -> Dict:
+    return {
+        "ID": rel[: -len(".wav")],
+        "duration": f"{duration:.3f}",
+        "wav": str(wav),
+        "label": label,
+        "word": rel.split("/")[0],
+    }
+
+
+def _count(n_known: int, percentage: Optional[float]) -> Optional[int]:
+    if percentage is None:
+        return None
+    if percentage < 0:
+        raise ValueError(f"percentages must be >= 0, got {percentage}")
+    return int(round(n_known * percentage / 100.0))
+
+
+def cut_silence(
+    data_folder: Path,
+    out_folder: Path,
+    split: str,
+    count: int,
+    rng: random.Random,
+    seconds: float = 1.0,
+) -> List[Dict]:
+    """Write ``count`` 1-second noise segments of ``split``'s region.
+
+    Returns
+    -------
+    list of dict
+        Manifest rows labelled ``_silence_``.
+    """
+    if count == 0:
+        return []
+    noises = sorted((data_folder / BACKGROUND).glob("*.wav"))
+    lo, hi = SILENCE_REGIONS[split]
+    sources: List[Tuple[Path, int, int, int]] = []
+    for path in noises:
+        info = sf.info(str(path))
+        n = int(round(seconds * info.samplerate))
+        start, stop = int(lo * info.frames), int(hi * info.frames)
+        if stop - start >= n:
+            sources.append((path, start, stop - n, n))
+    if not sources:
+        raise DataError(
+            f"cannot cut {count} {split} silence clips of {seconds} s: no "
+            f"file in {data_folder / BACKGROUND} has {seconds} s in its "
+            f"{split} region ({lo:.0%}-{hi:.0%} of the file)"
+        )
+    out_folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(count):
+        path, first, last, n = sources[k % len(sources)]
+        offset = rng.randint(first, last)
+        audio, sr = sf.read(
+            str(path), start=offset, stop=offset + n, dtype="float32"
+        )
+        target = out_folder / f"{split}_{k:05d}.wav"
+        sf.write(str(target), audio, sr, subtype="FLOAT")
+        rows.append(
+            {
+                "ID": f"{SILENCE}/{split}_{k:05d}",
+                "duration": f"{n / sr:.3f}",
+                "wav": str(target),
+                "label": SILENCE,
+                "word": f"{BACKGROUND}/{path.name}@{offset}",
+            }
+        )
+    return rows
+
+
+def prepare_speech_commands(
+    data_folder: str,
+    save_folder: str,
+    n_classes: int = 35,
+    unknown_percentage: Optional[float] = 10.0,
+    silence_percentage: float = 10.0,
+    seed: int = 0,
+) -> Dict[str, str]:
+    """Write train/valid/test manifests and ``classes.txt``.
+
+    Arguments
+    ---------
+    data_folder : str
+        Speech Commands v0.02 root; only read.
+    save_folder : str
+        Where manifests (and 12-class silence clips) go.
+    n_classes : int
+        35 (AST's task) or 12 (10 words + ``_unknown_`` + ``_silence_``).
+    unknown_percentage : float, optional
+        12 classes: ``_unknown_`` clips per split as a percentage of its
+        core-word clips; ``None`` keeps every other-word clip.
+    silence_percentage : float
+        12 classes: ``_silence_`` clips per split, same convention.
+    seed : int
+        Seed of the unknown subsampling and silence cutting.
+
+    Returns
+    -------
+    dict
+        Paths of ``train``, ``valid``, ``test`` manifests and ``classes``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> prepare_speech_commands(  # doctest: +IGNORE_EXCEPTION_DETAIL
+    ...     tempfile.mkdtemp(), tempfile.mkdtemp())
+    Traceback (most recent call last):
+    DataError: Speech Commands v0.02 not found at ...
+    """
+    classes = class_list(n_classes)
+    data = Path(data_folder).expanduser().resolve()
+    save = Path(save_folder)
+    paths = {split: save / f"{split}.csv" for split in SPLITS}
+    paths["classes"] = save / "classes.txt"
+    options = dict(
+        data_folder=str(data),
+        n_classes=n_classes,
+        unknown_percentage=unknown_percentage,
+        silence_percentage=silence_percentage,
+        seed=seed,
+    )
+    info_path = save / "prepare.json"
+    if info_path.is_file() and all(p.is_file() for p in paths.values()):
+        done = json.loads(info_path.read_text())
+        if done.get("options") == options:
+            logger.info("Speech Commands manifests up to date in %s", save)
+            return {k: str(v) for k, v in paths.items()}
+    rels = scan(data)
+    durations = check_audio(data, [r for s in SPLITS for r in rels[s]])
+    save.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    counts = {}
+    for split in SPLITS:
+        rows = []
+        if n_classes == 35:
+            for rel in rels[split]:
+                word = rel.split("/")[0]
+                rows.append(_row(rel, durations[rel], data / rel, word))
+        else:
+            is_core = [r.split("/")[0] in CORE_WORDS for r in rels[split]]
+            known = [r for r, core in zip(rels[split], is_core) if core]
+            other = [r for r, core in zip(rels[split], is_core) if not core]
+            n_unknown = _count(len(known), unknown_percentage)
+            if n_unknown is not None and n_unknown < len(other):
+                other = sorted(rng.sample(other, n_unknown))
+            for rel in known:
+                word = rel.split("/")[0]
+                rows.append(_row(rel, durations[rel], data / rel, word))
+            for rel in other:
+                rows.append(_row(rel, durations[rel], data / rel, UNKNOWN))
+            n_silence = _count(len(known), silence_percentage)
+            rows += cut_silence(data, save / "silence", split, n_silence, rng)
+        if not rows:
+            raise DataError(f"the {split} split of {data} has no clips")
+        with open(paths[split], "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        per_class = {c: 0 for c in classes}
+        for row in rows:
+            per_class[row["label"]] += 1
+        counts[split] = per_class
+        empty = [c for c, n in per_class.items() if n == 0]
+        if empty and split == "train":
+            logger.warning("no training clips for classes %s", empty)
+    paths["classes"].write_text("\n".join(classes) + "\n")
+    info = {
+        "options": options,
+        "counts": {s: sum(c.values()) for s, c in counts.items()},
+        "per_class": counts,
+    }
+    info_path.write_text(json.dumps(info, indent=2))
+    logger.info("Speech Commands manifests in %s: %s", save, info["counts"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def download_speech_commands(data_folder: str) -> Path:
+    """Fetch and extract the official v0.02 archive (needs network)."""
+    target = Path(data_folder).expanduser()
+    if (target / "testing_list.txt").is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / "speech_commands_v0.02.tar.gz"
+    try:
+        urllib.request.urlretrieve(SC_URL, archive)
+    except OSError as err:
+        raise DataError(
+            f"could not download {SC_URL} ({err}). Offline? Download it "
+            f"elsewhere and extract it into {target} (so that "
+            f"{target}/testing_list.txt exists)."
+        ) from err
+    with tarfile.open(archive) as tf:
+        if hasattr(tarfile, "data_filter"):  # refuse unsafe members
+            tf.extractall(target, filter="data")
+        else:
+            tf.extractall(target)
+    archive.unlink()
+    return target
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: optionally download, then check or prepare."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--save_folder", default=None)
+    parser.add_argument("--n_classes", type=int, default=35)
+    parser.add_argument("--download", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    try:
+        if args.download:
+            download_speech_commands(args.data_folder)
+        if args.save_folder:
+            prepare_speech_commands(
+                args.data_folder, args.save_folder, args.n_classes
+            )
+        else:
+            rels = scan(Path(args.data_folder))
+            check_audio(Path(args.data_folder), sum(rels.values(), []))
+            counts = {k: len(v) for k, v in rels.items()}
+            print(f"Speech Commands OK in {args.data_folder}: {counts}")
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Train and evaluate FastAST on Speech Commands v0.02 (35 or 12 classes).
+
+    python recipes/SpeechCommands/train.py hparams/tome.yaml \
+        --data_folder=PATH [--n_classes=12] [--key=value ...]
+
+Composes ``recipes/SpeechCommands/dataset.yaml``, the variant file and
+command-line overrides; prepares manifests (official validation / testing
+lists) into the output folder; trains with checkpoints (rerun the same
+command to resume); then evaluates the test split for every ``r`` of
+``r_sweep`` and writes ``r_sweep.md`` / ``.csv``. Multi-GPU: start the same
+command with ``torchrun --nproc_per_node=N`` (see docs/multi_gpu.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import speechbrain as sb
+
+RECIPE_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(RECIPE_DIR))
+
+from prepare_speech_commands import (  # noqa: E402
+    DataError,
+    prepare_speech_commands,
+)
+
+from fastast_sb.dataio import (  # noqa: E402
+    classification_dataset,
+    make_label_encoder,
+    read_classes,
+)
+from fastast_sb.runner import fit_and_test, load_run  # noqa: E402
+
+logger = logging.getLogger(__name__)
+DATASET_YAML = RECIPE_DIR / "dataset.yaml"
+
+
+def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
+    """Prepare manifests, return train / valid / test datasets and encoder.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters (``data_folder``, ``output_folder``,
+        ``n_classes``, ``unknown_percentage``, ``silence_percentage``,
+        ``prepare_seed``, ``sample_rate``, ``multilabel``).
+
+    Returns
+    -------
+    dict
+        ``train``, ``valid``, ``test`` datasets and the label ``encoder``.
+    """
+    out = Path(hparams["output_folder"])
+    sb.utils.distributed.run_on_main(
+        prepare_speech_commands,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": str(out),
+            "n_classes": hparams["n_classes"],
+            "unknown_percentage": hparams["unknown_percentage"],
+            "silence_percentage": hparams["silence_percentage"],
+            "seed": hparams["prepare_seed"],
+        },
+    )
+    classes = read_classes(out / "classes.txt")
+    main = sb.utils.distributed.if_main_process()
+    encoder = make_label_encoder(
+        classes, out / "label_encoder.txt" if main else None
+    )
+    sets: Dict[str, Any] = {
+        split: classification_dataset(
+            out / f"{split}.csv",
+            encoder,
+            hparams["sample_rate"],
+            hparams["multilabel"],
+        )
+        for split in ("train", "valid", "test")
+    }
+    sets["encoder"] = encoder
+    return sets
+
+
+def run(argv: Sequence[str]) -> Dict[str, Any]:
+    """Run the recipe; returns the sweep rows, paths and the Brain."""
+    hparams, run_opts = load_run(argv, DATASET_YAML)
+    sets = build_datasets(hparams)
+    return fit_and_test(
+        hparams,
+        run_opts,
+        sets,
+        metric="acc",
+        feature_augment=hparams["feature_augment"],
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point."""
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
