@@ -17,6 +17,12 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 
 from fastast_sb.audio import load_audio
 
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """A data folder or manifest that cannot be used, with the reason."""
+
 
 def make_label_encoder(
     classes: Iterable[str], save_path: Optional[Union[str, Path]] = None
@@ -113,3 +119,53 @@ def classification_dataset(
     dataset.add_dynamic_item(label_pipeline)
     dataset.set_output_keys(["id", "sig", "targets"])
     return dataset
+
+
+def manifest_datasets(
+    folder: Union[str, Path],
+    n_classes: int,
+    sample_rate: int = 16000,
+    multilabel: bool = False,
+) -> dict:
+    """Datasets of a prepared run folder (``classes.txt``, split CSVs).
+
+    Checks the class count against the model's, writes the label encoder
+    (``label_encoder.txt``, main process only) and builds one dataset per
+    split.
+
+    Arguments
+    ---------
+    folder : str or Path
+        Where a recipe's prepare step wrote ``classes.txt`` and
+        ``train.csv`` / ``valid.csv`` / ``test.csv``.
+    n_classes : int
+        Classes of the model's head.
+    sample_rate : int
+        Audio rate after resampling.
+    multilabel : bool
+        Labels are ``;``-joined class names.
+
+    Returns
+    -------
+    dict
+        ``train``, ``valid``, ``test`` datasets and the ``encoder``.
+    """
+    out = Path(folder)
+    classes = read_classes(out / "classes.txt")
+    if len(classes) != n_classes:
+        raise DataError(
+            f"the data has {len(classes)} classes but n_classes={n_classes}; "
+            f"pass --n_classes={len(classes)}"
+        )
+    main = sb.utils.distributed.if_main_process()
+    encoder = make_label_encoder(
+        classes, out / "label_encoder.txt" if main else None
+    )
+    sets: dict = {
+        split: classification_dataset(
+            out / f"{split}.csv", encoder, sample_rate, multilabel
+        )
+        for split in SPLITS
+    }
+    sets["encoder"] = encoder
+    return sets

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from fastast_sb.brain import FastASTBrain, unwrap
 from fastast_sb.config import load_hparams
+from fastast_sb.dataio import DataError
 from fastast_sb.models.ast import AST
 from fastast_sb.samplers import EvalShardSampler
 from fastast_sb.sweep import r_sweep, write_tables
@@ -173,3 +175,22 @@ def fit_and_test(
         "output_folder": str(out),
         "brain": brain,
     }
+
+
+def recipe_main(
+    run: Callable[[Sequence[str]], Any],
+    argv: Optional[Sequence[str]] = None,
+) -> int:
+    """Command line of a recipe: data problems print one clear line.
+
+    Returns
+    -------
+    int
+        0 on success, 1 when the data cannot be used.
+    """
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -133,8 +133,11 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(
-        self, x: torch.Tensor, size: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self,
+        x: torch.Tensor,
+        size: Optional[torch.Tensor] = None,
+        need_metric: bool = True,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Attend over x [B, N, D].
 
         Arguments
@@ -143,13 +146,16 @@ class Attention(nn.Module):
             [B, N, D] tokens.
         size : torch.Tensor, optional
             [B, N, 1] token sizes for proportional attention.
+        need_metric : bool
+            Compute the merge metric (a block that merges nothing skips it).
 
         Returns
         -------
         out : torch.Tensor
             [B, N, D].
-        metric : torch.Tensor
-            [B, N, head_dim] keys averaged over heads (ToMe's metric).
+        metric : torch.Tensor or None
+            [B, N, head_dim] keys averaged over heads (ToMe's metric), or
+            ``None`` when not asked for.
         """
         b, n, c = x.shape
         q, k, v = self._qkv(x)
@@ -164,7 +170,8 @@ class Attention(nn.Module):
             dropout_p=self.attn_drop if self.training else 0.0,
         )
         out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, D]
-        return self.proj_drop(self.proj(out)), k.mean(dim=1)
+        metric = k.mean(dim=1) if need_metric else None  # [B, N, hd]
+        return self.proj_drop(self.proj(out)), metric
 
     def attention_map(
         self, x: torch.Tensor, size: Optional[torch.Tensor] = None
@@ -297,9 +304,9 @@ class Block(nn.Module):
             [B, N - r, D], [B, N - r, 1] or None, [B, N - r, N_in] or None.
         """
         attn_size = size if prop_attn else None
-        y, metric = self.attn(self.norm1(x), attn_size)
+        y, metric = self.attn(self.norm1(x), attn_size, need_metric=r > 0)
         x = x + self.drop_path(y)
-        if r > 0:
+        if r > 0 and metric is not None:
             merge, _ = bipartite_soft_matching(metric, r, *protect)
             if trace_source:
                 source = merge_source(merge, x, source)

@@ -39,6 +39,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
+from fastast_sb.dataio import DataError
+
 logger = logging.getLogger(__name__)
 
 AUDIOSET_URL = "http://storage.googleapis.com/us_audioset/youtube_corpus/v1"
@@ -48,10 +50,6 @@ CSV_FILES = (
     "class_labels_indices.csv",
 )
 MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "start", "end"]
-
-
-class DataError(ValueError):
-    """The data folder is missing, incomplete or inconsistent."""
 
 
 def read_class_labels(path: Path) -> List[Tuple[int, str, str]]:

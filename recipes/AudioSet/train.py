@@ -26,14 +26,13 @@ import speechbrain as sb
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
-from prepare_audioset import DataError, prepare_audioset  # noqa: E402
+from prepare_audioset import prepare_audioset  # noqa: E402
 
 from fastast_sb.dataio import (  # noqa: E402
-    classification_dataset,
-    make_label_encoder,
-    read_classes,
+    DataError,
+    manifest_datasets,
 )
-from fastast_sb.runner import fit_and_test, load_run  # noqa: E402
+from fastast_sb.runner import fit_and_test, load_run, recipe_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 DATASET_YAML = RECIPE_DIR / "dataset.yaml"
@@ -82,33 +81,15 @@ def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
             "labels_csv": hparams["labels_csv"],
         },
     )
-    classes = read_classes(out / "classes.txt")
-    if len(classes) != hparams["n_classes"]:
-        raise DataError(
-            f"{hparams['labels_csv']} has {len(classes)} classes but "
-            f"n_classes={hparams['n_classes']}; pass "
-            f"--n_classes={len(classes)}"
-        )
-    main = sb.utils.distributed.if_main_process()
-    encoder = make_label_encoder(
-        classes, out / "label_encoder.txt" if main else None
+    sets = manifest_datasets(
+        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
     )
-    sets: Dict[str, Any] = {
-        split: classification_dataset(
-            out / f"{split}.csv",
-            encoder,
-            hparams["sample_rate"],
-            hparams["multilabel"],
-        )
-        for split in ("train", "valid", "test")
-    }
     if hparams["balanced_sampler"]:
         labels = manifest_labels(out / "train.csv")
         sampler = hparams["balanced_train_sampler"](labels)
         opts = dict(hparams["train_dataloader_opts"])
         opts.update(sampler=sampler, shuffle=False)
         hparams["train_dataloader_opts"] = opts
-    sets["encoder"] = encoder
     return sets
 
 
@@ -121,12 +102,7 @@ def run(argv: Sequence[str]) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point."""
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return recipe_main(run, argv)
 
 
 if __name__ == "__main__":

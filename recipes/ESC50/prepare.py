@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Sequence
 
 import soundfile as sf
 
+from fastast_sb.dataio import DataError
+
 logger = logging.getLogger(__name__)
 
 ESC50_URL = "https://github.com/karoldvl/ESC-50/archive/master.zip"
@@ -43,10 +45,6 @@ ESC50_CLASSES = (
 ).split()
 
 MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "fold"]
-
-
-class DataError(ValueError):
-    """The data folder is missing, incomplete or inconsistent."""
 
 
 def _missing_data_message(data_folder: Path) -> str:

@@ -22,14 +22,10 @@ import speechbrain as sb
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
-from prepare import DataError, prepare_esc50  # noqa: E402
+from prepare import prepare_esc50  # noqa: E402
 
-from fastast_sb.dataio import (  # noqa: E402
-    classification_dataset,
-    make_label_encoder,
-    read_classes,
-)
-from fastast_sb.runner import fit_and_test, load_run  # noqa: E402
+from fastast_sb.dataio import manifest_datasets  # noqa: E402
+from fastast_sb.runner import fit_and_test, load_run, recipe_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 DATASET_YAML = RECIPE_DIR / "dataset.yaml"
@@ -47,24 +43,9 @@ def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
             "valid_fold": hparams["valid_fold"],
         },
     )
-    classes = read_classes(Path(out) / "classes.txt")
-    if len(classes) != hparams["n_classes"]:
-        raise DataError(
-            f"the data has {len(classes)} classes but n_classes="
-            f"{hparams['n_classes']}; pass --n_classes={len(classes)}"
-        )
-    encoder = make_label_encoder(classes, Path(out) / "label_encoder.txt")
-    sets = {
-        split: classification_dataset(
-            Path(out) / f"{split}.csv",
-            encoder,
-            hparams["sample_rate"],
-            hparams["multilabel"],
-        )
-        for split in ("train", "valid", "test")
-    }
-    sets["encoder"] = encoder
-    return sets
+    return manifest_datasets(
+        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
+    )
 
 
 def run(argv: Sequence[str]) -> Dict[str, Any]:
@@ -76,12 +57,7 @@ def run(argv: Sequence[str]) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point."""
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return recipe_main(run, argv)
 
 
 if __name__ == "__main__":

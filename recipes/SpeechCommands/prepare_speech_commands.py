@@ -44,6 +44,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
+from fastast_sb.dataio import DataError
+
 logger = logging.getLogger(__name__)
 
 SC_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
@@ -64,10 +66,6 @@ SILENCE_REGIONS = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
 
 MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "word"]
 SPLITS = ("train", "valid", "test")
-
-
-class DataError(ValueError):
-    """The data folder is missing, incomplete or inconsistent."""
 
 
 def class_list(n_classes: int) -> List[str]:

@@ -24,17 +24,10 @@ import speechbrain as sb
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
-from prepare_speech_commands import (  # noqa: E402
-    DataError,
-    prepare_speech_commands,
-)
+from prepare_speech_commands import prepare_speech_commands  # noqa: E402
 
-from fastast_sb.dataio import (  # noqa: E402
-    classification_dataset,
-    make_label_encoder,
-    read_classes,
-)
-from fastast_sb.runner import fit_and_test, load_run  # noqa: E402
+from fastast_sb.dataio import manifest_datasets  # noqa: E402
+from fastast_sb.runner import fit_and_test, load_run, recipe_main  # noqa: E402
 
 logger = logging.getLogger(__name__)
 DATASET_YAML = RECIPE_DIR / "dataset.yaml"
@@ -67,22 +60,9 @@ def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
             "seed": hparams["prepare_seed"],
         },
     )
-    classes = read_classes(out / "classes.txt")
-    main = sb.utils.distributed.if_main_process()
-    encoder = make_label_encoder(
-        classes, out / "label_encoder.txt" if main else None
+    return manifest_datasets(
+        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
     )
-    sets: Dict[str, Any] = {
-        split: classification_dataset(
-            out / f"{split}.csv",
-            encoder,
-            hparams["sample_rate"],
-            hparams["multilabel"],
-        )
-        for split in ("train", "valid", "test")
-    }
-    sets["encoder"] = encoder
-    return sets
 
 
 def run(argv: Sequence[str]) -> Dict[str, Any]:
@@ -100,12 +80,7 @@ def run(argv: Sequence[str]) -> Dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point."""
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return recipe_main(run, argv)
 
 
 if __name__ == "__main__":
