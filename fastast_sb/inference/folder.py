@@ -81,33 +81,6 @@ def pretrained_paths(
     return {name: f"{root}/{name}.ckpt" for name in names}
 
 
-def merge_schedule(r: RSpec, flops: Optional[float] = None) -> RSpec:
-    """The YAML's merge schedule: a FLOP budget when given, else ``r``.
-
-    HyperPyYAML cannot override a scalar with a mapping, so a FLOP budget
-    has its own key (``tome_flops``) instead of ``tome_r: {flops: f}``.
-
-    Arguments
-    ---------
-    r : int, tuple, list or dict
-        Merge schedule (see :mod:`fastast_sb.tome.schedule`).
-    flops : float, optional
-        Fraction of the unmerged encoder's FLOPs to keep.
-
-    Returns
-    -------
-    The schedule for :class:`~fastast_sb.models.ast.AST`.
-
-    Example
-    -------
-    >>> merge_schedule(16), merge_schedule(16, 0.5)
-    (16, {'flops': 0.5})
-    """
-    if flops is None:
-        return r
-    return {"flops": float(flops)}
-
-
 def split_schedule(r: RSpec) -> Tuple[RSpec, Optional[float]]:
     """A schedule as the YAML's ``(tome_r, tome_flops)`` pair.
 
@@ -206,7 +179,7 @@ embedding_model: !new:fastast_sb.models.ast.AST
     mlp_ratio: {mlp_ratio}
     qkv_bias: {qkv_bias}
     norm_eps: {norm_eps}
-    r: !apply:fastast_sb.inference.folder.merge_schedule
+    r: !apply:fastast_sb.tome.schedule.merge_schedule
         - !ref <tome_r>
         - !ref <tome_flops>
     prop_attn: !ref <prop_attn>

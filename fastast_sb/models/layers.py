@@ -127,9 +127,22 @@ class Attention(nn.Module):
     def _qkv(
         self, x: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x [B, H, N, hd]
+        # Three products with row blocks of the qkv weight (views, same
+        # numbers as one product): each of q, k, v is then a dense
+        # [B, N, D] tensor, which SDPA reads faster than three strided
+        # slices of one [B, N, 3D] output.
+        b, n, _ = x.shape
+        weights = self.qkv.weight.chunk(3)  # 3 x [D, D]
+        if self.qkv.bias is None:
+            biases: Tuple[Optional[torch.Tensor], ...] = (None, None, None)
+        else:
+            biases = self.qkv.bias.chunk(3)  # 3 x [D]
+        q, k, v = (
+            F.linear(x, w, bias)  # [B, N, D]
+            .view(b, n, self.num_heads, self.head_dim)
+            .transpose(1, 2)  # [B, H, N, hd]
+            for w, bias in zip(weights, biases)
+        )
         return q, k, v
 
     def forward(

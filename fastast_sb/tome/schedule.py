@@ -316,6 +316,42 @@ def resolve_schedule(
     return list(_clipped_cached(tuple(requested), num_tokens, protected))
 
 
+def merge_schedule(
+    r: RSpec, flops: Optional[float] = None, inflect: Optional[float] = None
+) -> RSpec:
+    """The schedule a config's keys describe (``tome_r``, ``tome_flops``,
+    ``tome_inflect``): a FLOP budget when given, else ``r`` (as a ramp when
+    ``inflect`` is given).
+
+    HyperPyYAML cannot override a scalar with a mapping or keep a tuple
+    through a reference, so these forms get keys of their own.
+
+    Arguments
+    ---------
+    r : int, tuple, list or dict
+        Merge schedule (see the module docstring).
+    flops : float, optional
+        Fraction of the unmerged encoder's FLOPs to keep.
+    inflect : float, optional
+        Ramp shape for an int ``r`` (-1: decreasing, 2r down to 0).
+
+    Returns
+    -------
+    RSpec
+        The schedule for :class:`~fastast_sb.models.ast.AST`.
+
+    Example
+    -------
+    >>> merge_schedule(16), merge_schedule(16, 0.5), merge_schedule(8, None, -1)
+    (16, {'flops': 0.5}, {'r': 8, 'inflect': -1.0})
+    """
+    if flops is not None:
+        return {"flops": float(flops)}
+    if inflect is not None:
+        return {"r": _check_int(r, "r"), "inflect": float(inflect)}
+    return r
+
+
 def describe(r: RSpec) -> str:
     """A short, file-name-safe label for a schedule.
 
@@ -334,6 +370,7 @@ def describe(r: RSpec) -> str:
 __all__ = [
     "RSpec",
     "describe",
+    "merge_schedule",
     "parse_r",
     "resolve_schedule",
     "validate_r",
