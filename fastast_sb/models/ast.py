@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from fastast_sb.models.layers import Block, PatchEmbed
+from fastast_sb.models.layers import Block, PatchEmbed, init_vit_weights
 from fastast_sb.tome.flops import encoder_flops, patch_embed_flops
 from fastast_sb.tome.schedule import RSpec, resolve_schedule, validate_r
 
@@ -238,16 +238,7 @@ class AST(nn.Module):
     # ------------------------------------------------------------------ setup
     def reset_parameters(self) -> None:
         """timm/DeiT initialisation: truncated normal (std 0.02)."""
-        for p in (self.cls_token, self.dist_token, self.pos_embed):
-            nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_vit_weights(self, self.cls_token, self.dist_token, self.pos_embed)
 
     @property
     def r(self) -> RSpec:

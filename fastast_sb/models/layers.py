@@ -25,6 +25,29 @@ from fastast_sb.tome.merge import (
 )
 
 
+def init_vit_weights(module: nn.Module, *tokens: nn.Parameter) -> None:
+    """timm/DeiT initialisation: truncated normal (std 0.02) for tokens and
+    linear weights, zero biases, unit LayerNorms.
+
+    Example
+    -------
+    >>> lin = nn.Linear(4, 4)
+    >>> init_vit_weights(lin)
+    >>> float(lin.bias.abs().sum())
+    0.0
+    """
+    for p in tokens:
+        nn.init.trunc_normal_(p, std=0.02)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def patch_grid(length: int, patch: int, stride: int) -> int:
     """Number of patches along one axis: ``(length - patch) // stride + 1``.
 

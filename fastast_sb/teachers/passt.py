@@ -49,7 +49,12 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from fastast_sb.models.layers import Block, PatchEmbed, patch_grid
+from fastast_sb.models.layers import (
+    Block,
+    PatchEmbed,
+    init_vit_weights,
+    patch_grid,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -214,22 +219,14 @@ class PaSST(nn.Module):
 
     def reset_parameters(self) -> None:
         """timm/DeiT initialisation: truncated normal (std 0.02)."""
-        for p in (
+        init_vit_weights(
+            self,
             self.cls_token,
             self.dist_token,
             self.new_pos_embed,
             self.freq_new_pos_embed,
             self.time_new_pos_embed,
-        ):
-            nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        )
 
     @classmethod
     def from_state_dict(
