@@ -595,8 +595,13 @@ class MobileNetTeacher(nn.Module):
         path: Union[str, Path],
         sample_rate: int = MOBILENET_SAMPLE_RATE,
         width_mult: float = 0.4,
+        num_classes: Optional[int] = None,
     ) -> "MobileNetTeacher":
         """Build the teacher and load an EfficientAT state dict strictly.
+
+        With ``num_classes`` different from the checkpoint's, the last layer
+        (``classifier.5``) is re-initialised for the new classes and every
+        other weight is loaded strictly (fine-tuning to a new label set).
 
         Arguments
         ---------
@@ -606,6 +611,8 @@ class MobileNetTeacher(nn.Module):
             Rate of the waveforms the teacher will be given.
         width_mult : float
             Width multiplier the checkpoint was trained with.
+        num_classes : int, optional
+            Output classes (default: the checkpoint's).
 
         Returns
         -------
@@ -634,12 +641,19 @@ class MobileNetTeacher(nn.Module):
                 f"{path} is not an EfficientAT MobileNetV3 state dict with an "
                 "MLP head (no 'classifier.5.bias' key)"
             )
-        num_classes = state["classifier.5.bias"].shape[0]
+        stored = state["classifier.5.bias"].shape[0]
+        num_classes = stored if num_classes is None else num_classes
         teacher = cls(
             sample_rate=sample_rate,
             width_mult=width_mult,
             num_classes=num_classes,
         )
+        if num_classes != stored:
+            head = teacher.model.state_dict()
+            state = {
+                k: head[k] if k.startswith("classifier.5.") else v
+                for k, v in state.items()
+            }
         teacher.model.load_state_dict(state, strict=True)
         logger.info(
             "Loaded MobileNetV3 (width %s, %d classes) from %s",
