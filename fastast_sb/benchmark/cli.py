@@ -158,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.set_num_threads (default: torch's)",
     )
     p.add_argument(
+        "--cpu-batch-tokens",
+        type=int,
+        default=None,
+        help="tokens per encoder pass in CPU inference (AST."
+        "cpu_batch_tokens; 0: the whole batch at once; default: the "
+        "model's)",
+    )
+    p.add_argument(
         "--mode",
         choices=["infer", "train"],
         default="infer",
@@ -433,6 +441,10 @@ def run(argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
     dtype = DTYPES[args.dtype]
 
     model, head, tagger = _build(args, parser)
+    if args.cpu_batch_tokens is not None:
+        if args.cpu_batch_tokens < 0:
+            parser.error("--cpu-batch-tokens must be >= 0")
+        model.cpu_batch_tokens = args.cpu_batch_tokens
     schedules = _schedules(args.r, model, parser)
     full = model.flops(0)
     rows: List[Dict[str, Any]] = []
@@ -480,6 +492,7 @@ def run(argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "mode": args.mode,
+        "cpu_batch_tokens": model.cpu_batch_tokens,
         "warmup": args.warmup,
         "repeats": args.repeats,
         "torch": torch.__version__,
@@ -529,6 +542,14 @@ def _markdown(
         "FLOPs at r=0 / at r",
         "",
     ]
+    if meta["device"] == "cpu" and meta["mode"] == "infer":
+        tokens = meta["cpu_batch_tokens"]
+        split = f"at most {tokens} tokens per encoder pass" if tokens else "off"
+        header.insert(
+            -2,
+            f"- CPU sub-batching: {split} (AST.cpu_batch_tokens: whole "
+            "examples, same numbers as one pass)",
+        )
     footer = []
     if hf is not None:
         footer = [

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fastast_sb.benchmark.timing import Step, _autocast
+from fastast_sb.benchmark.timing import Step, autocast_for
 from fastast_sb.models.ast import AST
 
 
@@ -128,7 +128,7 @@ def hf_inference_step(
     device = feats.device
 
     def run() -> torch.Tensor:
-        with torch.inference_mode(), _autocast(device, dtype):
+        with torch.inference_mode(), autocast_for(device, dtype):
             return hf_model(input_values=feats).logits
 
     return run
@@ -156,7 +156,7 @@ def hf_train_step(
 
     def run() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, dtype):
+        with autocast_for(device, dtype):
             logits = hf_model(input_values=feats).logits  # [B, C]
         loss = F.cross_entropy(logits.float(), labels)
         loss.backward()

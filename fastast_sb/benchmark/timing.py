@@ -158,7 +158,17 @@ def paired_speedups(
     return out
 
 
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+def autocast_for(
+    device: torch.device, dtype: Optional[torch.dtype]
+) -> torch.autocast:
+    """Autocast to ``dtype`` on ``device`` (disabled when ``dtype`` is None).
+
+    Example
+    -------
+    >>> with autocast_for(torch.device("cpu"), None):
+    ...     torch.ones(1).dtype
+    torch.float32
+    """
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
@@ -217,7 +227,7 @@ def inference_step(
     device = feats.device
 
     def run() -> torch.Tensor:
-        with torch.inference_mode(), _autocast(device, dtype):
+        with torch.inference_mode(), autocast_for(device, dtype):
             out = model(feats, r=r)
             return out if head is None else head(out)
 
@@ -272,7 +282,7 @@ def train_step(
 
     def run() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, dtype):
+        with autocast_for(device, dtype):
             logits = head(model(feats, r=r)).squeeze(1)  # [B, C]
         loss = F.cross_entropy(logits.float(), labels)
         loss.backward()

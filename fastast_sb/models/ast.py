@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from fastast_sb.models.layers import Block, PatchEmbed, init_vit_weights
+from fastast_sb.models.layers import is_tracing as _is_tracing
 from fastast_sb.tome.flops import encoder_flops, patch_embed_flops
 from fastast_sb.tome.schedule import RSpec, resolve_schedule, validate_r
 
@@ -39,19 +40,6 @@ PRESETS: Dict[str, Tuple[int, int, int]] = {
     "small": (384, 12, 6),
     "base": (768, 12, 12),
 }
-
-
-def _is_tracing() -> bool:
-    """True while tracing, exporting or compiling (no data-dependent checks)."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None:
-        if getattr(compiler, "is_compiling", lambda: False)():
-            return True
-        if getattr(compiler, "is_exporting", lambda: False)():
-            return True
-    return False
 
 
 def _all_finite(x: torch.Tensor) -> bool:
@@ -138,6 +126,17 @@ class AST(nn.Module):
         Track source maps in :meth:`forward_tokens` by default.
     check_finite : bool
         Reject NaN/Inf features (skipped while tracing or exporting).
+    cpu_batch_tokens : int, optional
+        Single-threaded CPU inference (no grad, not tracing) runs the
+        encoder on sub-batches of at most this many tokens (examples x
+        tokens), whole examples only: the same numbers, with intermediates
+        small enough for the allocator to reuse heap memory instead of
+        page-faulting in fresh pages for every tensor over glibc's 32 MB
+        mmap threshold (measured 4-7 % faster for base at T=512, batch 8).
+        With several threads the extra, smaller operations cost more than
+        they save (each parallel region can wait for a descheduled thread
+        on a shared machine), so several threads, training, tracing and
+        GPUs run the whole batch. ``None`` or 0 turns it off.
 
     Example
     -------
@@ -172,6 +171,7 @@ class AST(nn.Module):
         prop_attn: bool = True,
         trace_source: bool = False,
         check_finite: bool = True,
+        cpu_batch_tokens: Optional[int] = 1536,
     ) -> None:
         super().__init__()
         if preset is not None:
@@ -190,6 +190,11 @@ class AST(nn.Module):
         self.prop_attn = prop_attn
         self.trace_source = trace_source
         self.check_finite = check_finite
+        if cpu_batch_tokens is not None and cpu_batch_tokens < 0:
+            raise ValueError(
+                f"cpu_batch_tokens must be >= 0 or None, got {cpu_batch_tokens}"
+            )
+        self.cpu_batch_tokens = cpu_batch_tokens
         self.num_prefix_tokens = 2
 
         self.patch_embed = PatchEmbed(
@@ -376,8 +381,31 @@ class AST(nn.Module):
         torch.Tensor
             [B, 1, D] pooled embedding.
         """
+        step = self._sub_batch(x)
+        if x.ndim == 3 and step < x.shape[0]:
+            return torch.cat(
+                [
+                    self.forward(x[i : i + step], r=r)
+                    for i in range(0, len(x), step)
+                ]
+            )  # [B, 1, D]
         x, _, _, _ = self._encode(x, r, trace_source=False)
         return self.pool(x)
+
+    def _sub_batch(self, x: torch.Tensor) -> int:
+        """Examples per encoder pass (see ``cpu_batch_tokens``)."""
+        batch = x.shape[0] if x.ndim == 3 else 1
+        if (
+            not self.cpu_batch_tokens
+            or batch < 2
+            or batch * self.num_tokens <= self.cpu_batch_tokens
+            or x.device.type != "cpu"
+            or torch.is_grad_enabled()
+            or torch.get_num_threads() != 1
+            or _is_tracing()
+        ):
+            return batch
+        return max(1, self.cpu_batch_tokens // self.num_tokens)
 
     def forward_tokens(
         self,

@@ -33,7 +33,7 @@ def init_vit_weights(module: nn.Module, *tokens: nn.Parameter) -> None:
     -------
     >>> lin = nn.Linear(4, 4)
     >>> init_vit_weights(lin)
-    >>> float(lin.bias.abs().sum())
+    >>> float(lin.bias.detach().abs().sum())
     0.0
     """
     for p in tokens:
@@ -46,6 +46,25 @@ def init_vit_weights(module: nn.Module, *tokens: nn.Parameter) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def is_tracing() -> bool:
+    """True while tracing, exporting or compiling (no data-dependent checks).
+
+    Example
+    -------
+    >>> is_tracing()
+    False
+    """
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None:
+        if getattr(compiler, "is_compiling", lambda: False)():
+            return True
+        if getattr(compiler, "is_exporting", lambda: False)():
+            return True
+    return False
 
 
 def patch_grid(length: int, patch: int, stride: int) -> int:
@@ -245,8 +264,19 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, N, D] -> [B, N, D]."""
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        """[B, N, D] -> [B, N, D].
+
+        Without autograd, GELU runs in place on fc1's output: the same
+        numbers without allocating (and page-faulting in) a second
+        [B, N, hidden] tensor, the largest of the block (measured 2-5 %
+        faster for base at T=512 on CPU).
+        """
+        h = self.fc1(x)  # [B, N, hidden]
+        if h.requires_grad or is_tracing():
+            h = self.act(h)
+        else:
+            h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+        return self.drop(self.fc2(self.drop(h)))
 
 
 class DropPath(nn.Module):
