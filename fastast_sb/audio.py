@@ -70,6 +70,29 @@ def check_waveform(wav: torch.Tensor, name: str = "audio") -> torch.Tensor:
     return wav
 
 
+def audio_duration(path: Union[str, Path]) -> float:
+    """Seconds of audio in a file, read from its header only.
+
+    Raises :class:`AudioError` (with the decoder's reason) for a file that
+    cannot be opened or holds no samples.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(f, np.zeros(8000, dtype="float32"), 16000)
+    >>> audio_duration(f)
+    0.5
+    """
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise AudioError(str(err)) from err
+    if info.frames == 0:
+        raise AudioError("no samples")
+    return info.frames / info.samplerate
+
+
 def load_audio(
     path: Union[str, Path], sample_rate: int = 16000
 ) -> torch.Tensor:

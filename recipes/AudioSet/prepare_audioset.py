@@ -37,8 +37,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import soundfile as sf
-
+from fastast_sb.audio import AudioError, audio_duration
 from fastast_sb.dataio import DataError
 
 logger = logging.getLogger(__name__)
@@ -186,16 +185,14 @@ def _clip_rows(
             skipped.append(f"{ytid}\tmissing")
             continue
         try:
-            info = sf.info(str(path))
-            if info.frames == 0:
-                raise RuntimeError("no samples")
-        except (RuntimeError, sf.LibsndfileError) as err:
+            duration = audio_duration(path)
+        except AudioError as err:
             skipped.append(f"{ytid}\tunreadable: {path} ({err})")
             continue
         rows.append(
             {
                 "ID": ytid,
-                "duration": f"{info.frames / info.samplerate:.3f}",
+                "duration": f"{duration:.3f}",
                 "wav": str(path.resolve()),
                 "label": ";".join(seg["labels"]),
                 "start": f"{seg['start']:.3f}",

@@ -24,8 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import soundfile as sf
-
+from fastast_sb.audio import AudioError, audio_duration
 from fastast_sb.dataio import DataError
 
 logger = logging.getLogger(__name__)
@@ -98,13 +97,9 @@ def check_audio(data_folder: Path, rows: Sequence[Dict[str, str]]) -> Dict:
             problems.append(f"missing: {path}")
             continue
         try:
-            info = sf.info(str(path))
-            if info.frames == 0:
-                raise RuntimeError("no samples")
-        except (RuntimeError, sf.LibsndfileError) as err:
+            durations[row["filename"]] = audio_duration(path)
+        except AudioError as err:
             problems.append(f"unreadable: {path} ({err})")
-            continue
-        durations[row["filename"]] = info.frames / info.samplerate
     if problems:
         raise DataError(
             f"{len(problems)} of {len(rows)} clips listed in "

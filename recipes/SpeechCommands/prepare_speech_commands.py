@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
+from fastast_sb.audio import AudioError, audio_duration
 from fastast_sb.dataio import DataError
 
 logger = logging.getLogger(__name__)
@@ -162,13 +163,9 @@ def check_audio(data_folder: Path, rels: Sequence[str]) -> Dict[str, float]:
     for rel in rels:
         path = data_folder / rel
         try:
-            info = sf.info(str(path))
-            if info.frames == 0:
-                raise RuntimeError("no samples")
-        except (RuntimeError, sf.LibsndfileError) as err:
+            durations[rel] = audio_duration(path)
+        except AudioError as err:
             problems.append(f"unreadable: {path} ({err})")
-            continue
-        durations[rel] = info.frames / info.samplerate
     if problems:
         raise DataError(
             f"{len(problems)} of {len(rels)} clips in {data_folder} cannot "
