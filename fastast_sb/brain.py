@@ -91,6 +91,11 @@ class FastASTBrain(sb.Brain):
         if teacher is not None:
             teacher.to(self.device)
         self.eval_r: RSpec = None
+        # Weight averaging (test_checkpoint: average): per-epoch copies are
+        # kept by ``averager``; ``test_state`` replaces the checkpoint's
+        # weights in evaluation once set.
+        self.averager: Any = None
+        self.test_state: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
         self.scores = ScoreCollector()
         self.last_metrics: Dict[str, float] = {}
 
@@ -163,6 +168,15 @@ class FastASTBrain(sb.Brain):
             self.scores.append(logits, targets, batch.id)
         return loss
 
+    def on_evaluate_start(
+        self, max_key: Any = None, min_key: Any = None
+    ) -> None:
+        """Load the test checkpoint, then the averaged weights if set."""
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        if self.test_state is not None:
+            for name, state in self.test_state.items():
+                unwrap(self.modules[name]).load_state_dict(state)
+
     # -------------------------------------------------------------- schedule
     def on_fit_batch_start(self, batch: Any, should_step: bool) -> None:
         """Set the learning rate from AST's schedule (epoch, step)."""
@@ -209,6 +223,13 @@ class FastASTBrain(sb.Brain):
                 train_stats=self.train_stats,
                 valid_stats=metrics,
             )
+            # The epoch's copy for averaging goes first: if the run dies
+            # before the checkpoint, the repeated epoch rewrites it.
+            if (
+                self.averager is not None
+                and sb.utils.distributed.if_main_process()
+            ):
+                self.averager.save(self.modules, epoch)
             self.checkpointer.save_and_keep_only(
                 meta={**metrics, "epoch": epoch},
                 max_keys=[self.ckpt_metric],

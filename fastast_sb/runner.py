@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
+from fastast_sb.averaging import EpochAverager, save_average
 from fastast_sb.brain import FastASTBrain, unwrap
 from fastast_sb.config import load_hparams
 from fastast_sb.dataio import DataError
@@ -120,6 +121,18 @@ def fit_and_test(
         feature_augment=feature_augment,
         ckpt_metric=metric,
     )
+    which = hparams["test_checkpoint"]
+    if which not in ("last", "best", "average"):
+        raise ValueError(
+            f"test_checkpoint={which!r}: expected 'last', 'best' or 'average'"
+        )
+    save_folder = hparams["checkpointer"].checkpoints_dir
+    if which == "average":
+        brain.averager = EpochAverager(
+            Path(save_folder) / "epochs_for_average",
+            last_n=hparams["average_epochs"],
+            limit=hparams["epoch_counter"].limit,
+        )
     valid_opts = dict(hparams["test_dataloader_opts"])
     if sb.utils.distributed.is_distributed_initialized():
         valid_opts["sampler"] = EvalShardSampler(sets["valid"])
@@ -130,7 +143,13 @@ def fit_and_test(
         train_loader_kwargs=hparams["train_dataloader_opts"],
         valid_loader_kwargs=valid_opts,
     )
-    key = "epoch" if hparams["test_checkpoint"] == "last" else metric
+    key = metric if which == "best" else "epoch"
+    if which == "average":
+        # Every process averages the same files (written by the main one).
+        sb.utils.distributed.ddp_barrier()
+        brain.test_state = brain.averager.average()
+        if sb.utils.distributed.if_main_process():
+            save_average(brain.test_state, save_folder)
 
     def evaluate(r: Any) -> float:
         brain.eval_r = r

@@ -24,6 +24,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.checkpoints import Checkpointer
 
+from fastast_sb.averaging import AVERAGED
 from fastast_sb.features import GlobalNorm, KaldiFbank
 from fastast_sb.inference.folder import HPARAMS_FILE, write_model_folder
 from fastast_sb.models.ast import AST, ASTHead
@@ -104,12 +105,13 @@ def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
         Recipe run folder.
     which : str
         ``"last"`` (highest epoch), ``"best"`` (highest validation
-        accuracy) or a checkpoint folder.
+        accuracy), ``"average"`` (the averaged weights of the last epochs,
+        ``save/averaged``) or a checkpoint folder.
 
     Returns
     -------
     Path
-        The ``CKPT+...`` folder.
+        The ``CKPT+...`` (or ``averaged``) folder.
 
     Example
     -------
@@ -120,12 +122,14 @@ def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
     FileNotFoundError: no checkpoints in .../save: ...
     """
     run_dir = Path(run_dir)
+    if which == "average":
+        which = str(run_dir / "save" / AVERAGED)
     if which not in ("last", "best"):
         folder = Path(which)
         if not (folder / "embedding_model.ckpt").is_file():
             raise FileNotFoundError(
                 f"checkpoint {folder} has no embedding_model.ckpt; expected "
-                "'last', 'best' or a save/CKPT+* folder"
+                "'last', 'best', 'average' or a save/CKPT+* folder"
             )
         return folder
     save = run_dir / "save"

@@ -80,7 +80,11 @@ def load(cls, folder, **kwargs):
 # ------------------------------------------------------------ recipe run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A tiny ESC-50 demo run (one epoch, depth 1, r=16) and its export."""
+    """A tiny ESC-50 demo run (depth 1, r=16) and its export.
+
+    Two epochs whose weights are averaged (``test_checkpoint: average``):
+    the test, the export and the tests below all use the average.
+    """
     root = tmp_path_factory.mktemp("run")
     data = make_demo_esc50(str(root / "data"), clips_per_class_per_fold=2)
     result = _esc50_train().run(
@@ -92,7 +96,9 @@ def run(tmp_path_factory):
             "--fold=5",
             "--target_length=208",
             "--depth=1",
-            "--number_of_epochs=1",
+            "--number_of_epochs=2",
+            "--test_checkpoint=average",
+            "--average_epochs=2",
             "--batch_size=8",
             "--r_sweep=[0]",
             "--bench_repeats=1",
@@ -135,6 +141,29 @@ def test_export_folder_contents(run):
     text = (run["model_dir"] / "hyperparams.yaml").read_text()
     assert "tome_r: 16\n" in text and "target_length: 208\n" in text
     assert "data_folder" not in text and "teacher" not in text
+
+
+def test_averaged_weights_are_tested_and_exported(run):
+    save = run["run_dir"] / "save"
+    copies = sorted((save / "epochs_for_average").glob("epoch_*.pt"))
+    assert [p.name for p in copies] == ["epoch_0001.pt", "epoch_0002.pt"]
+    states = [torch.load(p, weights_only=True) for p in copies]
+    averaged = torch.load(
+        save / "averaged" / "embedding_model.ckpt", weights_only=True
+    )
+    exported = torch.load(
+        run["model_dir"] / "embedding_model.ckpt", weights_only=True
+    )
+    brain_model = run["brain"].modules.embedding_model.state_dict()
+    moved = 0
+    for key, value in averaged.items():
+        a = states[0]["embedding_model"][key]
+        b = states[1]["embedding_model"][key]
+        torch.testing.assert_close(value, (a + b) / 2, rtol=0, atol=1e-7)
+        assert torch.equal(exported[key], value), key
+        assert torch.equal(brain_model[key], value), key
+        moved += int(not torch.equal(a, b))
+    assert moved > 0, "the two epochs' weights should differ"
 
 
 def test_from_hparams_matches_brain_evaluation(run):

@@ -107,10 +107,15 @@ def _final(out: Path) -> tuple:
     return epochs, sweep
 
 
+# Weight averaging over the last two epochs: the killed run's copies of
+# epochs 2-3 are written after the resume, and must give the same average.
+AVERAGE = ["--test_checkpoint=average", "--average_epochs=2"]
+
+
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path, demo_data):
     straight = tmp_path / "straight"
     subprocess.run(
-        _train_cmd(*_demo_args(demo_data, straight)),
+        _train_cmd(*_demo_args(demo_data, straight), *AVERAGE),
         check=True,
         capture_output=True,
         cwd=tmp_path,
@@ -119,7 +124,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, demo_data):
     resumed = tmp_path / "resumed"
     metrics = resumed / "tome" / "fold5" / "seed1234" / "epoch_metrics.csv"
     proc = subprocess.Popen(
-        _train_cmd(*_demo_args(demo_data, resumed)),
+        _train_cmd(*_demo_args(demo_data, resumed), *AVERAGE),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=tmp_path,
@@ -133,7 +138,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, demo_data):
     proc.wait()
     assert len(_read_csv(metrics)) < 3, "killed too late to test resuming"
     subprocess.run(
-        _train_cmd(*_demo_args(demo_data, resumed)),
+        _train_cmd(*_demo_args(demo_data, resumed), *AVERAGE),
         check=True,
         capture_output=True,
         cwd=tmp_path,
