@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
+import pytest
 import torch
 
 from fastast_sb.teachers.frozen import FrozenTeacher
@@ -11,6 +13,7 @@ from tests.conftest import ROOT, shared_data
 
 sys.path.insert(0, str(ROOT / "recipes" / "ESC50"))
 
+import kd_experiment  # noqa: E402
 import train  # noqa: E402
 
 
@@ -63,3 +66,46 @@ def test_kd_training_leaves_teacher_untouched(tmp_path, monkeypatch):
     assert not teacher_ids & optimised
     assert not teacher_ids & {id(p) for p in brain.modules.parameters()}
     assert len(optimised) > 0
+
+
+def test_kd_experiment_driver_reports_both_arms_per_seed(tmp_path):
+    data = shared_data("esc10")
+    ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
+    root = tmp_path / "exp"
+    kd_experiment.main(
+        [
+            "--seeds=7,8",
+            "--jobs=2",
+            f"--output_root={root}",
+            f"--teacher_checkpoint={ckpt}",
+            "--teacher_class_map=esc10",
+            f"--data_folder={data}",
+            "--n_classes=10",
+            "--fold=4",
+            "--depth=1",
+            "--batch_size=4",
+            "--r_sweep=[0, 16]",
+            "--bench_repeats=1",
+            "--debug",
+        ]
+    )
+    summary = json.loads((root / "kd_experiment.json").read_text())
+    assert summary["seeds"] == [7, 8]
+    assert summary["teacher_acc"] is None  # a released file, not a run
+    assert list(summary["acc"]) == ["0", "16"]
+    for arm, variant in (("no_kd", "tome"), ("kd", "tome_kd")):
+        for i, seed in enumerate((7, 8)):
+            run = root / variant / "fold4" / f"seed{seed}"
+            rows = json.loads((run / "test_metrics.json").read_text())
+            assert summary["acc"]["16"][arm][i] == rows["r_sweep"][1]["metric"]
+            hp = (run / "hyperparams.yaml").read_text()
+            assert f"seed: {seed}\n" in hp
+            assert ("teacher_checkpoint" in hp) == (arm == "kd")
+    report = (root / "kd_experiment.md").read_text()
+    assert "| no KD s7 | no KD s8 | KD s7 | KD s8 |" in report
+    assert "r-sweep of the KD run, seed 7" in report
+
+
+def test_kd_experiment_needs_a_teacher():
+    with pytest.raises(SystemExit, match="teacher_checkpoint"):
+        kd_experiment.split_args(["--seeds=1", "--depth=2"])
