@@ -525,21 +525,14 @@ class FrozenTeacher(nn.Module):
             State dict of
             :class:`~fastast_sb.teachers.effnet.EfficientNetTeacher`;
             ``None`` builds random weights (tests, smoke runs).
-        n_classes : int, optional
-            Classes of the task.
-        class_map : None, str, ClassMap or mapping
-            See :func:`build_class_map`.
-        labels_csv : str, optional
-            AudioSet label file for a map that names classes; by default
-            the ``class_labels_indices.csv`` beside ``checkpoint``.
+        n_classes, class_map, labels_csv, aggregation
+            As for :meth:`mobilenet`.
         model_name : str
             ``efficientnet_pytorch`` model name.
         num_heads : int
             Attention-pooling heads.
         renormalize : bool
             Convert AST-normalised input to PSLA's normalisation.
-        aggregation : str
-            ``"logsumexp"`` or ``"max"`` (class map).
 
         Returns
         -------
@@ -603,15 +596,8 @@ class FrozenTeacher(nn.Module):
             Our or PaSST's state dict; the architecture is read from it
             (:meth:`~fastast_sb.teachers.passt.PaSST.from_state_dict`).
             ``None`` builds random weights (tests, smoke runs).
-        n_classes : int, optional
-            Classes of the task.
-        class_map : None, str, ClassMap or mapping
-            See :func:`build_class_map`.
-        labels_csv : str, optional
-            AudioSet label file for a map that names classes; by default
-            the ``class_labels_indices.csv`` beside ``checkpoint``.
-        aggregation : str
-            ``"logsumexp"`` or ``"max"`` (class map).
+        n_classes, class_map, labels_csv, aggregation
+            As for :meth:`mobilenet`.
         **kwargs
             :class:`~fastast_sb.teachers.passt.PaSST` arguments (e.g.
             ``input_tdim``, ``preset``, ``num_heads``); with random weights,
