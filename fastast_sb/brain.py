@@ -96,6 +96,8 @@ class FastASTBrain(sb.Brain):
         # weights in evaluation once set.
         self.averager: Any = None
         self.test_state: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
+        # Cached teacher logits by example id (teacher_cache: True).
+        self.teacher_cache: Any = None
         self.scores = ScoreCollector()
         self.last_metrics: Dict[str, float] = {}
 
@@ -116,7 +118,10 @@ class FastASTBrain(sb.Brain):
         logits = self.modules.classifier(emb).squeeze(1)
         teacher_logits = None
         if train and self.teacher is not None:
-            teacher_logits = self.teacher(wavs, lens, feats)
+            if self.teacher_cache is not None:  # computed once, clean clips
+                teacher_logits = self.teacher_cache(batch.id, self.device)
+            else:
+                teacher_logits = self.teacher(wavs, lens, feats)
         return {
             "logits": logits,
             "targets": targets,

@@ -33,6 +33,7 @@ from fastast_sb.dataio import DataError
 from fastast_sb.models.ast import AST
 from fastast_sb.samplers import EvalShardSampler
 from fastast_sb.sweep import r_sweep, write_tables
+from fastast_sb.teacher_cache import TeacherLogitCache, check_augmentation
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,26 @@ def load_pretrained(hparams: Dict[str, Any]) -> None:
     source = AST.from_pretrained(path, input_tdim=model.input_tdim)
     model.load_state_dict(source.state_dict())
     logger.info("encoder initialised from %s", path)
+
+
+def load_teacher_cache(
+    brain: FastASTBrain, hparams: Dict[str, Any], train_set: Any
+) -> TeacherLogitCache:
+    """Teacher logits of the training clips: read, or computed once."""
+    check_augmentation(hparams)
+    path = Path(hparams["output_folder"]) / "teacher_logits.pt"
+    source = str(hparams.get("teacher_checkpoint"))
+
+    def build() -> None:
+        if path.is_file() and TeacherLogitCache.load(path).source == source:
+            return
+        cache = TeacherLogitCache.build(
+            brain, train_set, hparams["test_dataloader_opts"], source
+        )
+        cache.save(path)
+
+    sb.utils.distributed.run_on_main(build)
+    return TeacherLogitCache.load(path)
 
 
 def fit_and_test(
@@ -133,6 +154,8 @@ def fit_and_test(
             last_n=hparams["average_epochs"],
             limit=hparams["epoch_counter"].limit,
         )
+    if hparams.get("teacher_cache") and brain.teacher is not None:
+        brain.teacher_cache = load_teacher_cache(brain, hparams, sets["train"])
     valid_opts = dict(hparams["test_dataloader_opts"])
     if sb.utils.distributed.is_distributed_initialized():
         valid_opts["sampler"] = EvalShardSampler(sets["valid"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 
 import pytest
 import torch
 
+from fastast_sb.audio import load_audio
 from fastast_sb.teachers.frozen import FrozenTeacher
 from tests.conftest import ROOT, shared_data
 
@@ -109,3 +111,63 @@ def test_kd_experiment_driver_reports_both_arms_per_seed(tmp_path):
 def test_kd_experiment_needs_a_teacher():
     with pytest.raises(SystemExit, match="teacher_checkpoint"):
         kd_experiment.split_args(["--seeds=1", "--depth=2"])
+
+
+def test_cached_teacher_logits_replace_the_teacher_pass(tmp_path, monkeypatch):
+    data = shared_data("esc10")
+    ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
+    calls = []
+    original = FrozenTeacher.forward
+
+    def counting(self, wavs, lens=None, feats=None):
+        calls.append(wavs.shape[0])
+        return original(self, wavs, lens, feats)
+
+    monkeypatch.setattr(FrozenTeacher, "forward", counting)
+    args = [
+        str(ROOT / "hparams" / "tome_kd.yaml"),
+        f"--data_folder={data}",
+        f"--output_root={tmp_path}",
+        f"--teacher_checkpoint={ckpt}",
+        "--teacher_class_map=esc10",
+        "--teacher_cache=True",
+        "--freqm=0",
+        "--timem=0",
+        "--n_classes=10",
+        "--fold=4",
+        "--depth=1",
+        "--batch_size=16",
+        "--r_sweep=[0]",
+        "--bench_repeats=1",
+        "--debug",
+    ]
+    result = train.run(args)
+    run_dir = tmp_path / "tome_kd" / "fold4" / "seed1234"
+    cache = torch.load(run_dir / "teacher_logits.pt", weights_only=True)
+    # Built once over the 240 training clips; no teacher pass in training.
+    assert calls == [1] * 240 and len(cache["logits"]) == 240
+    assert cache["source"] == str(ckpt)
+    # Each cached row is the teacher's output for the clean clip.
+    brain = result["brain"]
+    some_id = sorted(cache["logits"])[0]
+    wav_path = next(
+        r["wav"]
+        for r in csv.DictReader(open(run_dir / "train.csv"))
+        if r["ID"] == some_id
+    )
+    wav = load_audio(wav_path, 16000)[None]  # as the data pipeline reads it
+    expected = brain.teacher(wav, torch.ones(1))[0]
+    torch.testing.assert_close(
+        cache["logits"][some_id], expected, atol=1e-4, rtol=0
+    )
+    # A rerun reuses the file: the teacher does not run again.
+    calls.clear()
+    train.run(args)
+    assert calls == []
+
+
+def test_cached_teacher_logits_refuse_mixup(tmp_path):
+    from fastast_sb.teacher_cache import check_augmentation
+
+    with pytest.raises(ValueError, match="mixup_prob=0.6"):
+        check_augmentation({"mixup_prob": 0.6})

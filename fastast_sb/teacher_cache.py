@@ -1,0 +1,148 @@
+"""Teacher logits computed once per training clip and reused every epoch.
+
+Consistent teaching runs the teacher on every augmented batch, which costs
+a teacher forward pass per step. Without augmentation the teacher's output
+for a clip never changes, so it can be computed once: ``teacher_cache:
+True`` in the hparams makes :func:`fastast_sb.runner.fit_and_test` build a
+:class:`TeacherLogitCache` over the training set (clean audio, the
+evaluation front end) and the Brain look logits up by example id instead of
+running the teacher.
+
+With SpecAugment or a feature augmentation the student then sees a
+different input from the one the cached logits were computed on: the
+teaching is no longer consistent (a warning says so). Mixup mixes two clips
+whose cached logits cannot be mixed the same way, so it is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Mapping, Sequence, Union
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+
+class TeacherLogitCache:
+    """Teacher logits by example id.
+
+    Arguments
+    ---------
+    logits : mapping
+        Example id -> logits ``[C]``.
+    source : str
+        What the logits came from (the teacher checkpoint); a cache file
+        from another source is not reused.
+
+    Example
+    -------
+    >>> cache = TeacherLogitCache({"a": torch.tensor([1.0, 0.0]),
+    ...                            "b": torch.tensor([0.0, 2.0])}, "t.ckpt")
+    >>> cache(["b", "a"]).tolist()
+    [[0.0, 2.0], [1.0, 0.0]]
+    """
+
+    def __init__(self, logits: Mapping[str, torch.Tensor], source: str) -> None:
+        self.logits = dict(logits)
+        self.source = str(source)
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    def __call__(self, ids: Sequence[str], device: Any = "cpu") -> torch.Tensor:
+        """Stacked logits ``[B, C]`` of ``ids``, on ``device``."""
+        missing = [i for i in ids if i not in self.logits]
+        if missing:
+            raise KeyError(
+                f"no cached teacher logits for {missing[:5]} "
+                f"({len(missing)} ids): the cache covers the training set "
+                "it was built on; delete it to rebuild"
+            )
+        return torch.stack([self.logits[i] for i in ids]).to(device)
+
+    def save(self, path: PathLike) -> None:
+        """Write the cache (atomically) to ``path``."""
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"source": self.source, "logits": self.logits}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: PathLike) -> TeacherLogitCache:
+        """Read a cache written by :meth:`save`."""
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(data["logits"], data["source"])
+
+    @classmethod
+    def build(
+        cls,
+        brain: Any,
+        dataset: Any,
+        loader_kwargs: Dict[str, Any],
+        source: str,
+    ) -> TeacherLogitCache:
+        """Run ``brain.teacher`` once over ``dataset`` (no augmentation).
+
+        The teacher gets what it gets in training, minus augmentation: the
+        clean waveform, or the normalised features of the evaluation front
+        end (``compute_features`` -> ``mean_var_norm``). Clips go one at a
+        time, so no logit depends on the padding of a batch.
+        """
+        import speechbrain as sb
+
+        kwargs = {
+            k: v
+            for k, v in loader_kwargs.items()
+            if k in ("num_workers", "pin_memory")
+        }
+        loader = sb.dataio.dataloader.make_dataloader(
+            dataset, batch_size=1, shuffle=False, **kwargs
+        )
+        modules = brain.modules
+        logits: Dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for batch in loader:
+                batch = batch.to(brain.device)
+                wavs, lens = batch.sig
+                feats = modules.compute_features(wavs, lens)
+                feats = modules.mean_var_norm(feats, lens)
+                out = brain.teacher(wavs, lens, feats).float().cpu()
+                logits.update(zip(batch.id, out))
+        logger.info("cached teacher logits for %d clips", len(logits))
+        return cls(logits, source)
+
+
+def check_augmentation(hparams: Mapping[str, Any]) -> None:
+    """Refuse mixup and warn about other augmentation with cached logits.
+
+    Example
+    -------
+    >>> check_augmentation({"mixup_prob": 0.5})
+    Traceback (most recent call last):
+    ...
+    ValueError: teacher_cache with mixup_prob=0.5: ...
+    """
+    mixup = float(hparams.get("mixup_prob") or 0.0)
+    if mixup > 0:
+        raise ValueError(
+            f"teacher_cache with mixup_prob={mixup}: cached logits are those "
+            "of single clean clips and cannot teach a mixed input; set "
+            "--mixup_prob=0.0 or --teacher_cache=False (consistent teaching)"
+        )
+    augmented = [
+        key for key in ("freqm", "timem") if int(hparams.get(key) or 0) > 0
+    ]
+    if hparams.get("feature_augment") is not None:
+        augmented.append("feature_augment")
+    if augmented:
+        logger.warning(
+            "teacher_cache: the student is trained on augmented input "
+            "(%s) but taught with logits of the clean clip; teaching is not "
+            "consistent under augmentation (set them to 0/null, or "
+            "--teacher_cache=False)",
+            ", ".join(augmented),
+        )
