@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 
 from fastast_sb.averaging import EpochAverager, save_average
 from fastast_sb.brain import FastASTBrain, unwrap
@@ -123,7 +122,8 @@ def fit_and_test(
         Key of the Brain's evaluation metrics reported in the table; the
         best checkpoint is the one with its highest validation value.
     feature_augment : callable, optional
-        Passed to :class:`~fastast_sb.brain.FastASTBrain`.
+        Passed to :class:`~fastast_sb.brain.FastASTBrain`; by default the
+        hparams' ``feature_augment`` (if any).
 
     Returns
     -------
@@ -139,7 +139,11 @@ def fit_and_test(
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
         teacher=hparams["teacher"],
-        feature_augment=feature_augment,
+        feature_augment=(
+            feature_augment
+            if feature_augment is not None
+            else hparams.get("feature_augment")
+        ),
         ckpt_metric=metric,
     )
     which = hparams["test_checkpoint"]
