@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
 
 from fastast_sb.averaging import EpochAverager, save_average
 from fastast_sb.brain import FastASTBrain, unwrap
