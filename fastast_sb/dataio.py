@@ -24,6 +24,32 @@ class DataError(ValueError):
     """A data folder or manifest that cannot be used, with the reason."""
 
 
+def fetch(url: str, path: Union[str, Path], where: str) -> Path:
+    """Download ``url`` to ``path`` (an explicit prepare step only).
+
+    Offline (or on any network error) this raises a :class:`DataError` that
+    names the URL and, with ``where``, how to put the data in place by hand.
+
+    Example
+    -------
+    >>> fetch("file:///no/such/x.zip", "/tmp/x.zip", "put it in /data")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fastast_sb.dataio.DataError: could not download file:///no/such/x.zip ...
+    """
+    import urllib.request
+
+    try:
+        urllib.request.urlretrieve(url, path)
+    except OSError as err:
+        raise DataError(
+            f"could not download {url} ({err}). Offline? Download it "
+            f"elsewhere and {where}."
+        ) from err
+    return Path(path)
+
+
 def make_label_encoder(
     classes: Iterable[str], save_path: Optional[Union[str, Path]] = None
 ) -> CategoricalEncoder:

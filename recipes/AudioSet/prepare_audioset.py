@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from fastast_sb.audio import AudioError, audio_duration
-from fastast_sb.dataio import DataError
+from fastast_sb.dataio import DataError, fetch
 
 logger = logging.getLogger(__name__)
 
@@ -340,21 +340,12 @@ def download_lists(data_folder: str) -> Path:
     The clips themselves are YouTube videos: AudioSet distributes no audio,
     so they must be collected with a tool of the user's choice.
     """
-    import urllib.request
-
     target = Path(data_folder).expanduser()
     target.mkdir(parents=True, exist_ok=True)
     for name in CSV_FILES:
-        if (target / name).is_file():
-            continue
-        url = f"{AUDIOSET_URL}/csv/{name}"
-        try:
-            urllib.request.urlretrieve(url, target / name)
-        except OSError as err:
-            raise DataError(
-                f"could not download {url} ({err}). Offline? Fetch it "
-                f"elsewhere and put it at {target / name}."
-            ) from err
+        if not (target / name).is_file():
+            url = f"{AUDIOSET_URL}/csv/{name}"
+            fetch(url, target / name, f"put it at {target / name}")
     return target
 
 

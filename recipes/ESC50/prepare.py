@@ -19,13 +19,12 @@ import csv
 import json
 import logging
 import sys
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from fastast_sb.audio import AudioError, audio_duration
-from fastast_sb.dataio import DataError
+from fastast_sb.dataio import DataError, fetch
 
 logger = logging.getLogger(__name__)
 
@@ -213,14 +212,11 @@ def download_esc50(data_folder: str) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     archive = target.parent / "ESC-50-master.zip"
-    try:
-        urllib.request.urlretrieve(ESC50_URL, archive)
-    except OSError as err:
-        raise DataError(
-            f"could not download {ESC50_URL} ({err}). Offline? Download it "
-            f"elsewhere and extract it so that {target}/audio and "
-            f"{target}/meta/esc50.csv exist."
-        ) from err
+    fetch(
+        ESC50_URL,
+        archive,
+        f"extract it so that {target}/audio and {target}/meta/esc50.csv exist",
+    )
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(target.parent)
     (target.parent / "ESC-50-master").rename(target)

@@ -38,14 +38,13 @@ import logging
 import random
 import sys
 import tarfile
-import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
 from fastast_sb.audio import AudioError, audio_duration
-from fastast_sb.dataio import DataError
+from fastast_sb.dataio import DataError, fetch
 
 logger = logging.getLogger(__name__)
 
@@ -359,14 +358,11 @@ def download_speech_commands(data_folder: str) -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     archive = target / "speech_commands_v0.02.tar.gz"
-    try:
-        urllib.request.urlretrieve(SC_URL, archive)
-    except OSError as err:
-        raise DataError(
-            f"could not download {SC_URL} ({err}). Offline? Download it "
-            f"elsewhere and extract it into {target} (so that "
-            f"{target}/testing_list.txt exists)."
-        ) from err
+    fetch(
+        SC_URL,
+        archive,
+        f"extract it into {target} (so that {target}/testing_list.txt exists)",
+    )
     with tarfile.open(archive) as tf:
         if hasattr(tarfile, "data_filter"):  # refuse unsafe members
             tf.extractall(target, filter="data")

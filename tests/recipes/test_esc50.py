@@ -232,3 +232,16 @@ def test_cross_validation_aggregates_folds_the_ast_way(tmp_path, demo_data):
     best = max(means, key=means.get)
     assert f"mean accuracy {100 * means[best]:.2f} % at epoch {best}" in summary
     assert "| 0 |" in summary and "| 8 |" in summary
+
+
+def test_download_offline_says_where_to_put_the_data(tmp_path, monkeypatch):
+    from prepare import download_esc50
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("urllib.request.urlretrieve", offline)
+    target = tmp_path / "ESC-50"
+    with pytest.raises(DataError, match="could not download .*Offline") as err:
+        download_esc50(str(target))
+    assert f"{target}/meta/esc50.csv" in str(err.value)

@@ -92,7 +92,7 @@ def test_prepare_errors_are_clear(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(prep.urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr("urllib.request.urlretrieve", offline)
     with pytest.raises(prep.DataError, match="could not download .*Offline"):
         prep.download_speech_commands(str(tmp_path / "dl"))
 
