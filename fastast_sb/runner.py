@@ -88,7 +88,7 @@ def load_teacher_cache(
     brain: FastASTBrain, hparams: Dict[str, Any], train_set: Any
 ) -> TeacherLogitCache:
     """Teacher logits of the training clips: read, or computed once."""
-    check_augmentation(hparams)
+    check_augmentation(hparams, getattr(brain.teacher, "input", "feats"))
     path = Path(hparams["output_folder"]) / "teacher_logits.pt"
     source = str(hparams.get("teacher_checkpoint"))
 

@@ -8,9 +8,11 @@ True`` in the hparams makes :func:`fastast_sb.runner.fit_and_test` build a
 evaluation front end) and the Brain look logits up by example id instead of
 running the teacher.
 
-With SpecAugment or a feature augmentation the student then sees a
-different input from the one the cached logits were computed on: the
-teaching is no longer consistent (a warning says so). Mixup mixes two clips
+With SpecAugment or a feature augmentation, a teacher that reads features
+would have seen another input than the one its cached logits were computed
+on: the teaching is no longer consistent (a warning says so). A teacher on
+the waveform (the MobileNet) never sees those augmentations, so its cache
+stays exact. Mixup mixes two clips
 whose cached logits cannot be mixed the same way, so it is refused.
 """
 
@@ -116,8 +118,14 @@ class TeacherLogitCache:
         return cls(logits, source)
 
 
-def check_augmentation(hparams: Mapping[str, Any]) -> None:
+def check_augmentation(
+    hparams: Mapping[str, Any], teacher_input: str = "feats"
+) -> None:
     """Refuse mixup and warn about other augmentation with cached logits.
+
+    SpecAugment and ``feature_augment`` change the features only: a teacher
+    that reads the waveform (``teacher_input="wavs"``) gets the same input
+    with or without them, so its cached logits stay consistent.
 
     Example
     -------
@@ -138,7 +146,7 @@ def check_augmentation(hparams: Mapping[str, Any]) -> None:
     ]
     if hparams.get("feature_augment") is not None:
         augmented.append("feature_augment")
-    if augmented:
+    if augmented and teacher_input != "wavs":
         logger.warning(
             "teacher_cache: the student is trained on augmented input "
             "(%s) but taught with logits of the clean clip; teaching is not "

@@ -166,8 +166,14 @@ def test_cached_teacher_logits_replace_the_teacher_pass(tmp_path, monkeypatch):
     assert calls == []
 
 
-def test_cached_teacher_logits_refuse_mixup(tmp_path):
+def test_cached_teacher_logits_refuse_mixup_and_warn(caplog):
     from fastast_sb.teacher_cache import check_augmentation
 
     with pytest.raises(ValueError, match="mixup_prob=0.6"):
-        check_augmentation({"mixup_prob": 0.6})
+        check_augmentation({"mixup_prob": 0.6}, "wavs")
+    masks = {"mixup_prob": 0.0, "freqm": 24, "timem": 0}
+    with caplog.at_level("WARNING", logger="fastast_sb.teacher_cache"):
+        check_augmentation(masks, "wavs")  # never sees the masks: exact
+        assert not caplog.records
+        check_augmentation(masks, "feats")
+    assert "not consistent" in caplog.text and "freqm" in caplog.text
