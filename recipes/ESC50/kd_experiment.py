@@ -34,8 +34,10 @@ TEACHER_KEYS = (
     "--teacher_checkpoint",
     "--teacher_class_map",
     "--teacher_labels_csv",
+    "--teacher_cache",
     "--kd_lambda",
     "--kd_tau",
+    "--kd_tau2",
 )
 ARMS = (("no_kd", "tome"), ("kd", "tome_kd"))
 
