@@ -123,7 +123,14 @@ def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
     """
     run_dir = Path(run_dir)
     if which == "average":
-        which = str(run_dir / "save" / AVERAGED)
+        folder = run_dir / "save" / AVERAGED
+        if not (folder / "embedding_model.ckpt").is_file():
+            raise FileNotFoundError(
+                f"no averaged weights in {folder}: the run averages its last "
+                "epochs (test_checkpoint: average) once training has ended; "
+                "finish it, or pass checkpoint='last'"
+            )
+        return folder
     if which not in ("last", "best"):
         folder = Path(which)
         if not (folder / "embedding_model.ckpt").is_file():

@@ -232,8 +232,11 @@ def test_export_errors_are_clear(run, tmp_path):
     bad.mkdir()
     text = (run["run_dir"] / "hyperparams.yaml").read_text()
     (bad / "hyperparams.yaml").write_text(text)
-    with pytest.raises(FileNotFoundError, match="no checkpoints in"):
+    assert "test_checkpoint: average\n" in text
+    with pytest.raises(FileNotFoundError, match="no averaged weights in"):
         export_run(bad, tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="no checkpoints in"):
+        export_run(bad, tmp_path / "m", checkpoint="last")
     text = text.replace(
         "!new:fastast_sb.models.ast.AST", "!new:fastast_sb.teachers.X"
     )
