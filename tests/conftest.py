@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -20,6 +23,20 @@ def shared_data(*parts: str) -> Path:
             "in ../shared/data; CI always has it)"
         )
     return path
+
+
+def load_recipe_module(name: str, path: Path) -> ModuleType:
+    """Import a recipe script under its own module name.
+
+    Every recipe has a ``train.py``; loading each under a distinct name keeps
+    them apart in ``sys.modules``. The script's folder goes on ``sys.path``
+    first, for its sibling imports (``prepare``, ...).
+    """
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

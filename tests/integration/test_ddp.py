@@ -11,7 +11,6 @@ equal a single-process evaluation of the saved checkpoint on the same data.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,17 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_recipe_module
 
 ESC50 = ROOT / "recipes" / "ESC50"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    spec.loader.exec_module(module)
-    return module
+_load = load_recipe_module
 
 
 def _variant(folder: Path) -> Path:

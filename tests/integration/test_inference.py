@@ -34,7 +34,7 @@ from fastast_sb.inference import (
 )
 from fastast_sb.inference.cli import manage_main
 from fastast_sb.models.ast import AST, ASTHead
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_recipe_module
 
 RECIPE = ROOT / "recipes" / "ESC50"
 sys.path.insert(0, str(RECIPE))
@@ -44,12 +44,7 @@ from demo_data import make_demo_esc50  # noqa: E402
 
 def _esc50_train():
     """recipes/ESC50/train.py under its own name (other recipes' too)."""
-    spec = importlib.util.spec_from_file_location(
-        "esc50_train_for_inference", RECIPE / "train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_module("esc50_train_for_inference", RECIPE / "train.py")
 
 
 OFFLINE = FetchConfig(allow_network=False)

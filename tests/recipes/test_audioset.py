@@ -8,7 +8,6 @@ from each list; mAP is checked against scikit-learn computed here.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from fastast_sb.samplers import LabelBalancedSampler
-from tests.conftest import ROOT, shared_data
+from tests.conftest import ROOT, load_recipe_module, shared_data
 
 RECIPE = ROOT / "recipes" / "AudioSet"
 sys.path.insert(0, str(RECIPE))
@@ -41,12 +40,7 @@ LABELS = [
 
 
 def _load_train():
-    spec = importlib.util.spec_from_file_location(
-        "audioset_train", RECIPE / "train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_module("audioset_train", RECIPE / "train.py")
 
 
 def _clip(rng: np.random.Generator, mids: list, seconds: float = 1.0):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import soundfile as sf
 import torch
 
 from fastast_sb.augment import NoiseRoll
-from tests.conftest import ROOT, shared_data
+from tests.conftest import ROOT, load_recipe_module, shared_data
 
 RECIPE = ROOT / "recipes" / "SpeechCommands"
 sys.path.insert(0, str(RECIPE))
@@ -22,12 +21,7 @@ import prepare_speech_commands as prep  # noqa: E402
 
 
 def _load_train():
-    spec = importlib.util.spec_from_file_location(
-        "speech_commands_train", RECIPE / "train.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_module("speech_commands_train", RECIPE / "train.py")
 
 
 def _rows(path) -> list:
