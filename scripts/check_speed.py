@@ -39,6 +39,15 @@ def _rounds(n: int, scale: float) -> str:
     return str(max(2, round(n * scale)))
 
 
+def _flop_check(label: str, row: dict, threshold: float) -> Check:
+    """Measured speed-up / analytic FLOP ratio of a benchmark row."""
+    return (
+        f"{label} ({row['speedup']:.2f}x vs {row['flop_ratio']:.2f}x)",
+        row["speedup_per_flop_ratio"],
+        threshold,
+    )
+
+
 def main(argv: List[str]) -> int:
     """Run the checks, print the summary; 0 if all pass, else 1."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -72,14 +81,8 @@ def main(argv: List[str]) -> int:
     )
     checks.append(("ours / HF sdpa, r=0, T=512", res.hf["ratio"], 1.0))
     for row in res.rows[1:]:
-        checks.append(
-            (
-                f"speed-up / FLOP ratio, T=512, r={row['r']} "
-                f"({row['speedup']:.2f}x vs {row['flop_ratio']:.2f}x)",
-                row["speedup_per_flop_ratio"],
-                0.9,
-            )
-        )
+        label = f"speed-up / FLOP ratio, T=512, r={row['r']}"
+        checks.append(_flop_check(label, row, 0.9))
     ref = res.rows[0]
     info.append(
         f"T=512 r=0: {ref['samples_per_s']:.2f} samples/s = "
@@ -91,29 +94,15 @@ def main(argv: List[str]) -> int:
         ["--tdim", "1024", "--r", "0", "flops:0.5"]
         + ["--repeats", _rounds(5, args.rounds)]
     )
-    row = res.rows[1]
-    checks.append(
-        (
-            f"speed-up / FLOP ratio, T=1024, flops:0.5 "
-            f"({row['speedup']:.2f}x vs {row['flop_ratio']:.2f}x)",
-            row["speedup_per_flop_ratio"],
-            0.9,
-        )
-    )
+    label = "speed-up / FLOP ratio, T=1024, flops:0.5"
+    checks.append(_flop_check(label, res.rows[1], 0.9))
 
     res = bench(
         ["--tdim", "512", "--r", "0", "32", "--mode", "train"]
         + ["--repeats", _rounds(4, args.rounds)]
     )
-    row = res.rows[1]
-    checks.append(
-        (
-            f"training step speed-up / FLOP ratio, T=512, r=32 "
-            f"({row['speedup']:.2f}x vs {row['flop_ratio']:.2f}x)",
-            row["speedup_per_flop_ratio"],
-            0.8,
-        )
-    )
+    label = "training step speed-up / FLOP ratio, T=512, r=32"
+    checks.append(_flop_check(label, res.rows[1], 0.8))
 
     print("\n## Acceptance ratios (each measured within one run)\n")
     print("| check | measured | threshold | result |")
