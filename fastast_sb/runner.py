@@ -92,16 +92,23 @@ def load_teacher_cache(
     path = Path(hparams["output_folder"]) / "teacher_logits.pt"
     source = str(hparams.get("teacher_checkpoint"))
 
-    def build() -> None:
-        if path.is_file() and TeacherLogitCache.load(path).source == source:
-            return
+    def read_or_build() -> TeacherLogitCache:
+        if path.is_file():
+            cache = TeacherLogitCache.load(path)
+            if cache.source == source:
+                return cache
         cache = TeacherLogitCache.build(
             brain, train_set, hparams["test_dataloader_opts"], source
         )
         cache.save(path)
+        return cache
 
-    sb.utils.distributed.run_on_main(build)
-    return TeacherLogitCache.load(path)
+    # The main process reads or builds; under DDP the others then read its
+    # file (cheaper than broadcasting the logits).
+    distributed = sb.utils.distributed
+    cache = read_or_build() if distributed.if_main_process() else None
+    distributed.ddp_barrier()
+    return cache if cache is not None else TeacherLogitCache.load(path)
 
 
 def fit_and_test(
