@@ -25,6 +25,8 @@ from typing import Dict, List, Mapping, Sequence, Union
 
 import torch
 
+from fastast_sb.brain import unwrap
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
@@ -124,9 +126,7 @@ class EpochAverager:
         if not self.first <= int(epoch) <= self.limit:
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
-        from fastast_sb.brain import unwrap  # a DDP wrapper adds "module."
-
-        state = {}
+        state = {}  # unwrapped: no "module." prefix from a DDP wrapper
         for name, module in modules.items():
             weights = unwrap(module).state_dict()
             if weights:
