@@ -19,9 +19,9 @@ import kd_experiment  # noqa: E402
 import train  # noqa: E402
 
 
-def test_kd_training_leaves_teacher_untouched(tmp_path, monkeypatch):
-    data = shared_data("esc10")
-    ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
+@pytest.fixture
+def teacher_calls(monkeypatch) -> list:
+    """(waveform shape, output requires grad) of every teacher call."""
     calls = []
     original = FrozenTeacher.forward
 
@@ -31,6 +31,13 @@ def test_kd_training_leaves_teacher_untouched(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(FrozenTeacher, "forward", counting)
+    return calls
+
+
+def test_kd_training_leaves_teacher_untouched(tmp_path, teacher_calls):
+    data = shared_data("esc10")
+    ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
+    calls = teacher_calls
     result = train.run(
         [
             str(ROOT / "hparams" / "tome_kd.yaml"),
@@ -113,17 +120,12 @@ def test_kd_experiment_needs_a_teacher():
         kd_experiment.split_args(["--seeds=1", "--depth=2"])
 
 
-def test_cached_teacher_logits_replace_the_teacher_pass(tmp_path, monkeypatch):
+def test_cached_teacher_logits_replace_the_teacher_pass(
+    tmp_path, teacher_calls
+):
     data = shared_data("esc10")
     ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
-    calls = []
-    original = FrozenTeacher.forward
-
-    def counting(self, wavs, lens=None, feats=None):
-        calls.append(wavs.shape[0])
-        return original(self, wavs, lens, feats)
-
-    monkeypatch.setattr(FrozenTeacher, "forward", counting)
+    calls = teacher_calls
     args = [
         str(ROOT / "hparams" / "tome_kd.yaml"),
         f"--data_folder={data}",
@@ -145,7 +147,8 @@ def test_cached_teacher_logits_replace_the_teacher_pass(tmp_path, monkeypatch):
     run_dir = tmp_path / "tome_kd" / "fold4" / "seed1234"
     cache = torch.load(run_dir / "teacher_logits.pt", weights_only=True)
     # Built once over the 240 training clips; no teacher pass in training.
-    assert calls == [1] * 240 and len(cache["logits"]) == 240
+    assert [shape[0] for shape, _ in calls] == [1] * 240
+    assert len(cache["logits"]) == 240
     assert cache["source"] == str(ckpt)
     # Each cached row is the teacher's output for the clean clip.
     brain = result["brain"]
