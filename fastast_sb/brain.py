@@ -2,7 +2,8 @@
 
 ``compute_forward`` follows the data flow, one module per line::
 
-    wav -> Mixup (train) -> KaldiFbank -> SpecAugment (train) -> GlobalNorm
+    wav -> TimeShift (train) -> Mixup (train) -> KaldiFbank
+        -> SpecAugment (train) -> GlobalNorm
         -> AST (r_train in training, the model's r in evaluation) -> ASTHead
     same augmented batch -> frozen teacher (if any) -> teacher logits
 
@@ -108,6 +109,8 @@ class FastASTBrain(sb.Brain):
         wavs, lens = batch.sig
         targets = batch.targets.data  # [B, C]
         train = stage == sb.Stage.TRAIN
+        if "time_shift" in self.modules:
+            wavs = self.modules.time_shift(wavs, lens)
         wavs, targets, lens = self.modules.mixup(wavs, targets, lens)
         feats = self.modules.compute_features(wavs, lens)
         feats = self.modules.spec_augment(feats)

@@ -286,3 +286,58 @@ class Mixup(nn.Module):
             pair = torch.maximum(lens, lens[partner])
             lens = torch.where(apply.to(lens.device), pair, lens)
         return mixed, targets, lens
+
+
+class TimeShift(nn.Module):
+    """Random circular time shift of each training waveform.
+
+    Each clip is rolled within its own valid length (padding stays at the
+    end) by a shift drawn uniformly from ``[-max_shift, max_shift]``
+    seconds, clipped to the clip's length. It acts on the waveform before
+    mixup, so a teacher with its own front end sees the same shifted audio
+    as the student. Identity in eval mode or with ``max_shift == 0``.
+
+    Arguments
+    ---------
+    max_shift : float
+        Largest shift in seconds (0 disables).
+    sample_rate : int
+        Sample rate of the waveforms.
+
+    Example
+    -------
+    >>> shift = TimeShift(max_shift=1.0, sample_rate=4).train()
+    >>> w = torch.arange(8.0)[None]
+    >>> out = shift(w, torch.tensor([0.5]))
+    >>> sorted(out[0, :4].tolist()), out[0, 4:].tolist()
+    ([0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0])
+    >>> torch.equal(shift.eval()(w), w)
+    True
+    """
+
+    def __init__(self, max_shift: float = 0.0, sample_rate: int = 16000):
+        super().__init__()
+        if not max_shift >= 0:
+            raise ValueError(f"max_shift must be >= 0 seconds, got {max_shift}")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+        self.max_samples = int(round(max_shift * sample_rate))
+
+    def forward(
+        self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Shift [B, S] waveforms (relative lengths ``lens``) in training."""
+        if not self.training or self.max_samples == 0:
+            return wavs
+        if wavs.ndim != 2:
+            raise ValueError(
+                f"TimeShift expects waveforms [B, S], got {tuple(wavs.shape)}"
+            )
+        b, s = wavs.shape
+        valid = abs_lengths(lens, b, s)
+        shift = torch.randint(-self.max_samples, self.max_samples + 1, (b,))
+        pos = torch.arange(s)[None, :]  # [1, S]
+        n = valid.clamp(min=1)[:, None]
+        src = (pos - shift[:, None]) % n  # rolled index inside each clip
+        src = torch.where(pos < valid[:, None], src, pos)
+        return torch.gather(wavs, 1, src.to(wavs.device))

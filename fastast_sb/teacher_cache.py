@@ -125,7 +125,9 @@ def check_augmentation(
 
     SpecAugment and ``feature_augment`` change the features only: a teacher
     that reads the waveform (``teacher_input="wavs"``) gets the same input
-    with or without them, so its cached logits stay consistent.
+    with or without them, so its cached logits stay consistent. A
+    ``time_shift`` changes the waveform itself and is warned about for
+    every teacher.
 
     Example
     -------
@@ -146,7 +148,11 @@ def check_augmentation(
     ]
     if hparams.get("feature_augment") is not None:
         augmented.append("feature_augment")
-    if augmented and teacher_input != "wavs":
+    if teacher_input == "wavs":  # feature augmentation never reaches it
+        augmented = []
+    if float(hparams.get("time_shift") or 0.0) > 0:  # changes the waveform
+        augmented.append("time_shift")
+    if augmented:
         logger.warning(
             "teacher_cache: the student is trained on augmented input "
             "(%s) but taught with logits of the clean clip; teaching is not "

@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -77,8 +78,14 @@ def split_args(
     return own, teacher, shared
 
 
-def run_one(variant: str, seed: int, args: List[str], root: Path) -> Path:
-    """Train (or resume) one run; return its output folder."""
+def run_one(
+    variant: str, seed: int, args: List[str], root: Path
+) -> Tuple[Path, float]:
+    """Train (or resume) one run; return its output folder and wall time.
+
+    The wall time (seconds) is that of this invocation: a resumed or
+    already finished run reports only what it took now.
+    """
     log = root / "logs" / f"{variant}_seed{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -90,8 +97,10 @@ def run_one(variant: str, seed: int, args: List[str], root: Path) -> Path:
         f"--output_root={root}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"error: {variant} seed {seed} failed; see {log}")
     found = sorted(root.glob(f"{variant}/fold*/seed{seed}/test_metrics.json"))
@@ -99,7 +108,7 @@ def run_one(variant: str, seed: int, args: List[str], root: Path) -> Path:
         raise SystemExit(
             f"error: no test_metrics.json for {variant} seed {seed}"
         )
-    return found[-1].parent
+    return found[-1].parent, wall
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -170,10 +179,14 @@ def write_report(summary: dict, first_kd: Path, root: Path) -> Path:
         if teacher is not None
         else ""
     )
+    walls = ", ".join(
+        f"{k} {v / 60:.1f} min" for k, v in summary.get("wall_s", {}).items()
+    )
     text = (
         head
         + "Test accuracy (%) per seed, with and without distillation\n\n"
         + "\n".join(lines)
+        + (f"\n\nWall time per run (this invocation): {walls}" if walls else "")
         + f"\n\nr-sweep of the KD run, seed {seeds[0]}:\n\n"
         + sweep
     )
@@ -196,9 +209,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args = shared + (teacher if arm == "kd" else [])
             jobs.append((arm, seed, variant, args))
     with ThreadPoolExecutor(max_workers=int(own["jobs"])) as pool:
-        dirs = list(pool.map(lambda j: run_one(j[2], j[1], j[3], root), jobs))
-    runs = {(arm, seed): d for (arm, seed, _, _), d in zip(jobs, dirs)}
+        done = list(pool.map(lambda j: run_one(j[2], j[1], j[3], root), jobs))
+    runs = {(a, s): d for (a, s, _, _), (d, _) in zip(jobs, done)}
     summary = summarise(runs, seeds)
+    summary["wall_s"] = {
+        f"{a} s{s}": round(w, 1) for (a, s, _, _), (_, w) in zip(jobs, done)
+    }
     ckpt = next(a for a in teacher if a.startswith("--teacher_checkpoint="))
     summary["teacher_acc"] = teacher_accuracy(ckpt.split("=", 1)[1])
     write_report(summary, runs[("kd", seeds[0])], root)

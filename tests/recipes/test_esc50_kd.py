@@ -77,6 +77,72 @@ def test_kd_training_leaves_teacher_untouched(tmp_path, teacher_calls):
     assert len(optimised) > 0
 
 
+def test_teacher_hears_the_student_s_augmented_batch(tmp_path, monkeypatch):
+    """Consistent teaching: shifted and mixed waveform, same for both."""
+    from fastast_sb.features import KaldiFbank
+    from fastast_sb.models.ast import AST
+
+    data = shared_data("esc10")
+    ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
+    student_in, teacher_in = [], []
+    fbank = KaldiFbank.forward
+    teach = FrozenTeacher.forward
+    ast_forward = AST.forward
+
+    def fbank_spy(self, wavs, lens=None):
+        if torch.is_grad_enabled():  # training batches only
+            student_in.append(["wavs", wavs.clone()])
+        return fbank(self, wavs, lens)
+
+    def ast_spy(self, x, lens=None, r=None):
+        if torch.is_grad_enabled():
+            student_in[-1].append(x.clone())
+        return ast_forward(self, x, lens, r=r)
+
+    def teacher_spy(self, wavs, lens=None, feats=None):
+        teacher_in.append((wavs.clone(), feats.clone()))
+        return teach(self, wavs, lens, feats)
+
+    monkeypatch.setattr(KaldiFbank, "forward", fbank_spy)
+    monkeypatch.setattr(AST, "forward", ast_spy)
+    monkeypatch.setattr(FrozenTeacher, "forward", teacher_spy)
+    train.run(
+        [
+            str(ROOT / "hparams" / "tome_kd.yaml"),
+            f"--data_folder={data}",
+            f"--output_root={tmp_path}",
+            f"--teacher_checkpoint={ckpt}",
+            "--teacher_class_map=esc10",
+            "--n_classes=10",
+            "--fold=4",
+            "--depth=1",
+            "--batch_size=4",
+            "--mixup_prob=1.0",
+            "--time_shift=2.0",
+            "--freqm=24",
+            "--r_sweep=[0]",
+            "--bench_repeats=1",
+            "--debug",
+        ]
+    )
+    assert len(teacher_in) == len(student_in) == 4
+    clean = [load_audio(p, 16000) for p in _fold_clips(tmp_path)]
+    for (_, s_wavs, s_feats), (t_wavs, t_feats) in zip(student_in, teacher_in):
+        # The same augmented waveform and features reach both networks...
+        assert torch.equal(s_wavs, t_wavs)
+        assert torch.equal(s_feats, t_feats)
+        # ...and they are augmented (no training clip comes through as is).
+        for wav in s_wavs:
+            assert not any(torch.equal(c, wav[: len(c)]) for c in clean)
+
+
+def _fold_clips(run_root) -> list:
+    """Paths of the training clips in the run's train manifest."""
+    manifest = next(run_root.glob("*/fold4/seed*/train.csv"))
+    with open(manifest, newline="", encoding="utf-8") as f:
+        return [row["wav"] for row in csv.DictReader(f)]
+
+
 def test_kd_experiment_driver_reports_both_arms_per_seed(tmp_path):
     data = shared_data("esc10")
     ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
@@ -180,3 +246,8 @@ def test_cached_teacher_logits_refuse_mixup_and_warn(caplog):
         assert not caplog.records
         check_augmentation(masks, "feats")
     assert "not consistent" in caplog.text and "freqm" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fastast_sb.teacher_cache"):
+        # A time shift changes the waveform: even a waveform teacher differs.
+        check_augmentation({"mixup_prob": 0.0, "time_shift": 0.5}, "wavs")
+    assert "time_shift" in caplog.text

@@ -1,4 +1,4 @@
-"""AST front end: Kaldi fbank, normalisation, SpecAugment, mixup."""
+"""AST front end: Kaldi fbank, normalisation, SpecAugment, mixup, shift."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fastast_sb.features import (
     KaldiFbank,
     Mixup,
     SpecAugment,
+    TimeShift,
 )
 
 SR = 16000
@@ -231,3 +232,33 @@ def test_mixup_bad_input():
         Mixup(prob=0.5, alpha=0)
     with pytest.raises(ValueError, match=r"\[B, C\].*\(4,\) for 4"):
         Mixup(prob=1.0).train()(torch.randn(4, 10), torch.zeros(4))
+
+
+def test_time_shift_rolls_inside_each_clip():
+    torch.manual_seed(0)
+    shift = TimeShift(max_shift=0.5, sample_rate=10).train()  # <= 5 samples
+    wavs = torch.zeros(3, 12)
+    lens = torch.tensor([1.0, 0.5, 0.25])
+    for i, n in enumerate([12, 6, 3]):
+        wavs[i, :n] = torch.arange(1.0, n + 1)
+    seen = set()
+    for _ in range(20):
+        out = shift(wavs, lens)
+        for i, n in enumerate([12, 6, 3]):
+            # A circular shift of the valid part; the padding stays zero.
+            k = int(torch.nonzero(out[i] == 1.0)[0])
+            assert torch.equal(out[i, :n], torch.roll(wavs[i, :n], k))
+            assert torch.equal(out[i, n:], wavs[i, n:])
+            seen.add((i, k))
+    # Shifts of up to 5 samples both ways reach several offsets.
+    assert len({k for i, k in seen if i == 0}) > 3
+
+
+def test_time_shift_identity_cases_and_bad_input():
+    w = torch.randn(2, 50)
+    assert torch.equal(TimeShift(1.0, 16000).eval()(w), w)
+    assert torch.equal(TimeShift(0.0, 16000).train()(w), w)
+    with pytest.raises(ValueError, match=r"seconds, got -1"):
+        TimeShift(-1.0)
+    with pytest.raises(ValueError, match=r"\[B, S\], got \(50,\)"):
+        TimeShift(0.1, 100).train()(torch.randn(50))
