@@ -34,26 +34,30 @@ def teacher_calls(monkeypatch) -> list:
     return calls
 
 
+def _debug_kd_args(data, ckpt, root, *extra: str) -> list:
+    """A 2-epoch, 2-batch tome_kd run on ESC-10 fold 4, MobileNet teacher."""
+    return [
+        str(ROOT / "hparams" / "tome_kd.yaml"),
+        f"--data_folder={data}",
+        f"--output_root={root}",
+        f"--teacher_checkpoint={ckpt}",
+        "--teacher_class_map=esc10",
+        "--n_classes=10",
+        "--fold=4",
+        "--depth=1",
+        "--batch_size=4",
+        "--r_sweep=[0]",
+        "--bench_repeats=1",
+        "--debug",
+        *extra,
+    ]
+
+
 def test_kd_training_leaves_teacher_untouched(tmp_path, teacher_calls):
     data = shared_data("esc10")
     ckpt = shared_data("teachers", "mn04_as_mAP_432.pt")
     calls = teacher_calls
-    result = train.run(
-        [
-            str(ROOT / "hparams" / "tome_kd.yaml"),
-            f"--data_folder={data}",
-            f"--output_root={tmp_path}",
-            f"--teacher_checkpoint={ckpt}",
-            "--teacher_class_map=esc10",
-            "--n_classes=10",
-            "--fold=4",
-            "--depth=1",
-            "--batch_size=4",
-            "--r_sweep=[0]",
-            "--bench_repeats=1",
-            "--debug",
-        ]
-    )
+    result = train.run(_debug_kd_args(data, ckpt, tmp_path))
     brain = result["brain"]
     teacher = brain.teacher
     # The teacher ran on training batches only, without gradients.
@@ -107,23 +111,14 @@ def test_teacher_hears_the_student_s_augmented_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(AST, "forward", ast_spy)
     monkeypatch.setattr(FrozenTeacher, "forward", teacher_spy)
     train.run(
-        [
-            str(ROOT / "hparams" / "tome_kd.yaml"),
-            f"--data_folder={data}",
-            f"--output_root={tmp_path}",
-            f"--teacher_checkpoint={ckpt}",
-            "--teacher_class_map=esc10",
-            "--n_classes=10",
-            "--fold=4",
-            "--depth=1",
-            "--batch_size=4",
+        _debug_kd_args(
+            data,
+            ckpt,
+            tmp_path,
             "--mixup_prob=1.0",
             "--time_shift=2.0",
             "--freqm=24",
-            "--r_sweep=[0]",
-            "--bench_repeats=1",
-            "--debug",
-        ]
+        )
     )
     assert len(teacher_in) == len(student_in) == 4
     clean = [load_audio(p, 16000) for p in _fold_clips(tmp_path)]
