@@ -109,8 +109,7 @@ class FastASTBrain(sb.Brain):
         wavs, lens = batch.sig
         targets = batch.targets.data  # [B, C]
         train = stage == sb.Stage.TRAIN
-        if "time_shift" in self.modules:
-            wavs = self.modules.time_shift(wavs, lens)
+        wavs = self.modules.time_shift(wavs, lens)
         wavs, targets, lens = self.modules.mixup(wavs, targets, lens)
         feats = self.modules.compute_features(wavs, lens)
         feats = self.modules.spec_augment(feats)

@@ -291,9 +291,10 @@ class Mixup(nn.Module):
 class TimeShift(nn.Module):
     """Random circular time shift of each training waveform.
 
-    Each clip is rolled within its own valid length (padding stays at the
-    end) by a shift drawn uniformly from ``[-max_shift, max_shift]``
-    seconds, clipped to the clip's length. It acts on the waveform before
+    Each clip is rolled circularly within its own valid length (padding
+    stays at the end) by a shift drawn uniformly from
+    ``[-max_shift, max_shift]`` seconds; a shift longer than the clip wraps
+    around it. It acts on the waveform before
     mixup, so a teacher with its own front end sees the same shifted audio
     as the student. Identity in eval mode or with ``max_shift == 0``.
 

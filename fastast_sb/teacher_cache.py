@@ -143,13 +143,13 @@ def check_augmentation(
             "of single clean clips and cannot teach a mixed input; set "
             "--mixup_prob=0.0 or --teacher_cache=False (consistent teaching)"
         )
-    augmented = [
-        key for key in ("freqm", "timem") if int(hparams.get(key) or 0) > 0
-    ]
-    if hparams.get("feature_augment") is not None:
-        augmented.append("feature_augment")
-    if teacher_input == "wavs":  # feature augmentation never reaches it
-        augmented = []
+    augmented = []
+    if teacher_input != "wavs":  # feature augmentation never reaches it
+        augmented = [
+            k for k in ("freqm", "timem") if int(hparams.get(k) or 0) > 0
+        ]
+        if hparams.get("feature_augment") is not None:
+            augmented.append("feature_augment")
     if float(hparams.get("time_shift") or 0.0) > 0:  # changes the waveform
         augmented.append("time_shift")
     if augmented:
