@@ -10,7 +10,10 @@
 ``model_input`` selects what ``embedding_model`` gets (``feats`` for the AST,
 ``wavs`` for a teacher network with its own front end).
 ``compute_objectives`` computes the task loss, or the CMKD loss when a
-teacher is given, and collects scores for the epoch's metrics. Hyperparameter
+teacher is given (logging ``teacher_conf``, the KD targets' mean top
+probability, with the training loss: see
+:func:`fastast_sb.distill.target_confidence`), and collects scores for the
+epoch's metrics. Hyperparameter
 keys the Brain reads: ``multilabel``, ``r_train``, ``kd_lambda``, ``kd_tau``,
 ``kd_tau2``, ``lr_schedule``, ``seed``, ``epoch_counter``, ``train_logger``
 and ``metrics_file``; the teacher is passed to the constructor, never put in
@@ -101,6 +104,9 @@ class FastASTBrain(sb.Brain):
         self.teacher_cache: Any = None
         self.scores = ScoreCollector()
         self.last_metrics: Dict[str, float] = {}
+        # Sum of the KD targets' confidence over the epoch's training
+        # examples, and their count (logged as ``teacher_conf``).
+        self._teacher_conf = [0.0, 0]
 
     # ---------------------------------------------------------------- forward
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Dict[str, Any]:
@@ -158,8 +164,13 @@ class FastASTBrain(sb.Brain):
         targets = predictions["targets"]
         teacher_logits = predictions["teacher_logits"]
         if teacher_logits is not None:
-            from fastast_sb.distill import cmkd_loss
+            from fastast_sb.distill import cmkd_loss, target_confidence
 
+            conf = target_confidence(
+                teacher_logits, self.hparams.kd_tau, self.hparams.multilabel
+            )
+            self._teacher_conf[0] += conf * len(teacher_logits)  # no sync
+            self._teacher_conf[1] += len(teacher_logits)
             loss = cmkd_loss(
                 logits,
                 targets,
@@ -195,6 +206,7 @@ class FastASTBrain(sb.Brain):
     def on_stage_start(self, stage: sb.Stage, epoch: Optional[int] = None):
         """Reseed per epoch (exact resume) and reset the score collector."""
         self.scores = ScoreCollector()
+        self._teacher_conf = [0.0, 0]
         if stage == sb.Stage.TRAIN and epoch is not None:
             # Augmentation and dropout draw from a stream that depends only
             # on (seed, epoch), so a resumed run repeats the same numbers.
@@ -220,6 +232,11 @@ class FastASTBrain(sb.Brain):
         """Log, record the epoch's metrics and checkpoint (best + latest)."""
         if stage == sb.Stage.TRAIN:
             self.train_stats = {"loss": float(stage_loss)}
+            total, count = self._teacher_conf
+            if count:  # how sure the KD targets were (1 = one-hot)
+                self.train_stats["teacher_conf"] = mean_over_processes(
+                    float(total) / count, count
+                )
             return
         metrics = self.stage_metrics(stage_loss)
         self.last_metrics = metrics
@@ -258,7 +275,8 @@ class FastASTBrain(sb.Brain):
         if not sb.utils.distributed.if_main_process():
             return
         path = self.hparams.metrics_file
-        row = {"epoch": epoch, "lr": lr, "train_loss": self.train_stats["loss"]}
+        row = {"epoch": epoch, "lr": lr}
+        row.update({f"train_{k}": v for k, v in self.train_stats.items()})
         row.update({f"valid_{k}": v for k, v in metrics.items()})
         new = not os.path.exists(path)
         with open(path, "a", newline="", encoding="utf-8") as f:

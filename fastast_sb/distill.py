@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cmkd_loss"]
+__all__ = ["cmkd_loss", "target_confidence"]
 
 
 def _check_targets(
@@ -168,3 +168,53 @@ def cmkd_loss(
         kd = kd * tau**2
     total = lam * task + (1.0 - lam) * kd
     return {"total": total, "task": task, "kd": kd}
+
+
+def target_confidence(
+    teacher_logits: torch.Tensor, tau: float = 1.0, multilabel: bool = False
+) -> torch.Tensor:
+    """How sure the KD targets ``psi(z_t / tau)`` are, as one number.
+
+    Single-label: the mean over the batch of the largest softmax
+    probability (``1 / C`` for a uniform target, 1 for one-hot).
+    Multi-label: the mean over batch and classes of ``max(p, 1 - p)`` of the
+    sigmoid (0.5 when undecided, 1 when every label is 0 or 1).
+
+    A teacher that is near one-hot on the training clips teaches little
+    beyond the labels; a larger ``tau`` lowers this number.
+
+    Arguments
+    ---------
+    teacher_logits : torch.Tensor
+        Teacher logits ``[B, C]``.
+    tau : float
+        Temperature dividing the logits, ``> 0``.
+    multilabel : bool
+        Sigmoid targets (``True``) or softmax targets.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar in ``[1 / C, 1]`` (single-label) or ``[0.5, 1]``.
+
+    Example
+    -------
+    >>> import math
+    >>> z = torch.tensor([[0.0, math.log(3.0)]])
+    >>> round(target_confidence(z).item(), 4)  # softmax [0.25, 0.75]
+    0.75
+    >>> round(target_confidence(z, multilabel=True).item(), 4)  # 0.5, 0.75
+    0.625
+    """
+    if not tau > 0.0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if teacher_logits.dim() != 2:
+        raise ValueError(
+            "teacher logits must be [B, C], got shape "
+            f"{tuple(teacher_logits.shape)}"
+        )
+    z = teacher_logits.detach().float() / tau
+    if multilabel:
+        p = torch.sigmoid(z)
+        return torch.maximum(p, 1.0 - p).mean()
+    return torch.softmax(z, dim=-1).max(dim=-1).values.mean()

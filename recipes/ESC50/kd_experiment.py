@@ -19,6 +19,7 @@ r-sweep table of the first seed's KD run.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import statistics
@@ -134,7 +135,30 @@ def summarise(runs: Dict[Tuple[str, int], Path], seeds: List[int]) -> dict:
             for row in data["r_sweep"]:
                 table.setdefault(str(row["r"]), {}).setdefault(arm, [])
                 table[str(row["r"])][arm].append(float(row["metric"]))
-    return {"seeds": seeds, "acc": table}
+    confs = {s: teacher_confidence(runs[("kd", s)]) for s in seeds}
+    return {
+        "seeds": seeds,
+        "acc": table,
+        "teacher_conf": {str(s): c for s, c in confs.items() if c},
+    }
+
+
+def teacher_confidence(run: Path) -> List[float]:
+    """``train_teacher_conf`` of every epoch of a KD run (empty if absent).
+
+    The KD targets' mean top probability on the training batches (see
+    :func:`fastast_sb.distill.target_confidence`).
+    """
+    path = run / "epoch_metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        float(r["train_teacher_conf"])
+        for r in rows
+        if r.get("train_teacher_conf")
+    ]
 
 
 def teacher_accuracy(checkpoint: str) -> Optional[float]:
@@ -182,6 +206,15 @@ def write_report(summary: dict, first_kd: Path, root: Path) -> Path:
     walls = ", ".join(
         f"{k} {v / 60:.1f} min" for k, v in summary.get("wall_s", {}).items()
     )
+    confs = ", ".join(
+        f"s{s} {c[0]:.3f} -> {c[-1]:.3f}"
+        for s, c in summary.get("teacher_conf", {}).items()
+    )
+    if confs:
+        head += (
+            "KD targets' mean top probability on the training batches "
+            f"(epoch 1 -> last): {confs}\n\n"
+        )
     text = (
         head
         + "Test accuracy (%) per seed, with and without distillation\n\n"

@@ -103,6 +103,7 @@ def _demo_args(data: Path, out: Path) -> list:
 def _final(out: Path) -> tuple:
     run_dir = out / "tome" / "fold5" / "seed1234"
     epochs = _read_csv(run_dir / "epoch_metrics.csv")
+    assert "train_teacher_conf" not in epochs[0]  # no teacher, no column
     sweep = _read_csv(run_dir / "r_sweep.csv")
     return epochs, sweep
 

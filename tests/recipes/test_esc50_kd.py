@@ -79,6 +79,12 @@ def test_kd_training_leaves_teacher_untouched(tmp_path, teacher_calls):
     assert not teacher_ids & optimised
     assert not teacher_ids & {id(p) for p in brain.modules.parameters()}
     assert len(optimised) > 0
+    # How sure the KD targets were is logged per epoch (1/10 <= conf <= 1).
+    run_dir = tmp_path / "tome_kd" / "fold4" / "seed1234"
+    with open(run_dir / "epoch_metrics.csv", newline="") as f:
+        confs = [float(row["train_teacher_conf"]) for row in csv.DictReader(f)]
+    assert len(confs) == 2 and all(0.1 <= c <= 1.0 for c in confs)
+    assert "teacher_conf" in (run_dir / "train_log.txt").read_text()
 
 
 def test_teacher_hears_the_student_s_augmented_batch(tmp_path, monkeypatch):
@@ -171,9 +177,13 @@ def test_kd_experiment_driver_reports_both_arms_per_seed(tmp_path):
             hp = (run / "hyperparams.yaml").read_text()
             assert f"seed: {seed}\n" in hp
             assert ("teacher_checkpoint" in hp) == (arm == "kd")
+    for seed in ("7", "8"):  # the KD targets' confidence, epoch 1 and 2
+        confs = summary["teacher_conf"][seed]
+        assert len(confs) == 2 and all(0.1 <= c <= 1.0 for c in confs)
     report = (root / "kd_experiment.md").read_text()
     assert "| no KD s7 | no KD s8 | KD s7 | KD s8 |" in report
     assert "r-sweep of the KD run, seed 7" in report
+    assert "mean top probability on the training batches" in report
 
 
 def test_kd_experiment_needs_a_teacher():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastast_sb.distill import cmkd_loss
+from fastast_sb.distill import cmkd_loss, target_confidence
 
 
 @pytest.mark.parametrize("tau", [1.0, 2.0])
@@ -139,3 +139,30 @@ def test_bad_targets() -> None:
         cmkd_loss(student, torch.zeros(2, 4), teacher)
     with pytest.raises(ValueError, match="batch size"):
         cmkd_loss(student, torch.tensor([0, 1, 2]), teacher)
+
+
+def test_target_confidence_hand_values() -> None:
+    # softmax([0, log 3]) = [0.25, 0.75]; softmax([log 4, 0, 0]) = [4, 1, 1]/6
+    z = torch.tensor([[0.0, math.log(3.0), -1e4], [math.log(4.0), 0.0, 0.0]])
+    assert target_confidence(z).item() == pytest.approx((0.75 + 4 / 6) / 2)
+    # sigmoid(0) = 0.5, sigmoid(log 3) = 0.75, sigmoid(-1e4) = 0 -> 1
+    multi = target_confidence(z[:1], multilabel=True).item()
+    assert multi == pytest.approx((0.5 + 0.75 + 1.0) / 3)
+
+
+def test_target_confidence_falls_with_temperature() -> None:
+    z = torch.randn(16, 10) * 5
+    confs = [target_confidence(z, tau).item() for tau in (1.0, 2.0, 3.0, 1e6)]
+    assert confs == sorted(confs, reverse=True)
+    assert confs[0] > confs[1] > confs[2]
+    assert confs[-1] == pytest.approx(0.1, abs=1e-4)  # uniform over 10
+    assert target_confidence(z, 1e6, multilabel=True).item() == (
+        pytest.approx(0.5, abs=1e-4)
+    )
+
+
+def test_target_confidence_bad_input() -> None:
+    with pytest.raises(ValueError, match="tau must be > 0, got 0"):
+        target_confidence(torch.zeros(2, 3), tau=0.0)
+    with pytest.raises(ValueError, match=r"\[B, C\], got shape \(3,\)"):
+        target_confidence(torch.zeros(3))
