@@ -74,6 +74,16 @@ def _check_targets(
         )
 
 
+def _check_logits(logits: torch.Tensor, tau: float, who: str) -> None:
+    """Raise ``ValueError`` unless ``tau > 0`` and ``logits`` are ``[B, C]``."""
+    if not tau > 0.0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if logits.dim() != 2:
+        raise ValueError(
+            f"{who} logits must be [B, C], got shape {tuple(logits.shape)}"
+        )
+
+
 def cmkd_loss(
     student_logits: torch.Tensor,
     targets: torch.Tensor,
@@ -135,13 +145,7 @@ def cmkd_loss(
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1], got {lam}")
-    if not tau > 0.0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    if student_logits.dim() != 2:
-        raise ValueError(
-            "student logits must be [B, C], got shape "
-            f"{tuple(student_logits.shape)}"
-        )
+    _check_logits(student_logits, tau, "student")
     if teacher_logits.shape != student_logits.shape:
         raise ValueError(
             f"student logits of shape {tuple(student_logits.shape)} and "
@@ -206,13 +210,7 @@ def target_confidence(
     >>> round(target_confidence(z, multilabel=True).item(), 4)  # 0.5, 0.75
     0.625
     """
-    if not tau > 0.0:
-        raise ValueError(f"tau must be > 0, got {tau}")
-    if teacher_logits.dim() != 2:
-        raise ValueError(
-            "teacher logits must be [B, C], got shape "
-            f"{tuple(teacher_logits.shape)}"
-        )
+    _check_logits(teacher_logits, tau, "teacher")
     z = teacher_logits.detach().float() / tau
     if multilabel:
         p = torch.sigmoid(z)
