@@ -40,7 +40,7 @@ import torch
 from fastast_sb.losses import task_loss
 from fastast_sb.metrics import ScoreCollector, mean_over_processes
 from fastast_sb.models.ast import AST
-from fastast_sb.tome.schedule import RSpec
+from fastast_sb.tome.schedule import Schedule
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class FastASTBrain(sb.Brain):
         self.ckpt_metric = ckpt_metric
         if teacher is not None:
             teacher.to(self.device)
-        self.eval_r: RSpec = None
+        self.eval_r: Optional[Schedule] = None
         # Weight averaging (test_checkpoint: average): per-epoch copies are
         # kept by ``averager``; ``test_state`` replaces the checkpoint's
         # weights in evaluation once set.
@@ -264,7 +264,7 @@ class FastASTBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 stats_meta={
                     "Epoch loaded": self.hparams.epoch_counter.current,
-                    "r": self.eval_r,
+                    "r": str(self.eval_r),
                 },
                 test_stats=metrics,
             )

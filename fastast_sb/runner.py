@@ -34,6 +34,7 @@ from fastast_sb.models.ast import AST
 from fastast_sb.samplers import EvalShardSampler
 from fastast_sb.sweep import r_sweep, write_tables
 from fastast_sb.teacher_cache import TeacherLogitCache, check_augmentation
+from fastast_sb.tome.schedule import parse_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def load_run(
     hparams, resolved = load_hparams(
         dataset_yaml, variant_file, overrides=overrides
     )
+    hparams["r_sweep"] = [parse_schedule(r) for r in hparams["r_sweep"]]
     # torchrun sets RANK / LOCAL_RANK: join the group (backend from the
     # command line, else from hparams) before any run_on_main.
     backend = run_opts["distributed_backend"]

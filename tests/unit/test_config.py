@@ -12,6 +12,7 @@ from fastast_sb.config import compose_yaml, load_hparams
 from fastast_sb.models.ast import AST
 from fastast_sb.teachers.effnet import EfficientNetTeacher
 from fastast_sb.teachers.passt import PaSST
+from fastast_sb.tome.schedule import parse_schedule
 from tests.conftest import ROOT, SHARED_DATA
 
 DATASETS = sorted((ROOT / "recipes").glob("*/dataset.yaml"))
@@ -75,8 +76,9 @@ def _tome(**overrides) -> dict:
     "text, expected",
     [
         ("tome_r: 8", [8, 8, 8]),
-        ("{tome_r: 8, tome_inflect: -1}", [16, 8, 0]),
+        ("tome_r: ramp:8:-1", [16, 8, 0]),
         ("tome_r: [30, 20]", [30, 20, 0]),
+        ("tome_r: 30,20", [30, 20, 0]),
     ],
 )
 def test_schedule_overrides_from_the_command_line(text, expected):
@@ -87,10 +89,10 @@ def test_schedule_overrides_from_the_command_line(text, expected):
 
 
 def test_flop_budget_override_halves_flops():
-    hparams = _tome(tome_flops=0.5)
+    hparams = _tome(**load_hyperpyyaml("tome_r: flops:0.5"))
     model: AST = hparams["embedding_model"]
-    assert model.r == {"flops": 0.5}
-    assert hparams["r_train"] == {"flops": 0.5}
+    assert model.r == parse_schedule("flops:0.5")
+    assert hparams["r_train"] == parse_schedule("flops:0.5")
     ratio = model.flops() / model.flops(0)
     assert abs(ratio - 0.5) < 0.05 * 0.5
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from fastast_sb.models.ast import AST
-from fastast_sb.tome.patch import apply_tome
-from fastast_sb.tome.schedule import parse_r
+from fastast_sb.models.patch import apply_tome
+from fastast_sb.tome.schedule import parse_schedule
 
-SCHEDULES = [8, (16, -1.0), [40, 0, 30, 5], {"ratio": 0.3}, {"flops": 0.5}, 500]
+SCHEDULES = [8, "ramp:16:-1", [40, 0, 30, 5], "ratio:0.3", "flops:0.5", 500]
 
 
 def tiny(t: int = 128, depth: int = 3, **kwargs) -> AST:
@@ -71,7 +71,7 @@ def test_r_zero_is_bit_identical_to_the_plain_model():
     with torch.no_grad():
         plain = plain_forward(model, x)
         assert torch.equal(model(x), plain)
-        for r in (0, [0, 0], (0, 0.5), {"ratio": 0.0}, {"flops": 1.0}):
+        for r in (0, [0, 0], "ramp:0:0.5", "ratio:0.0", "flops:1.0"):
             assert torch.equal(model(x, r=r), plain), r
         apply_tome(model, 16)
         assert not torch.equal(model(x), plain)
@@ -88,7 +88,7 @@ def test_tokens_per_block(t, n):
     seen, handles = record_blocks(model)
     try:
         for spec in SCHEDULES:
-            requested = parse_r(12, spec, n, model.embed_dim)
+            requested = parse_schedule(spec).requested(12, n, model.embed_dim)
             expected = expected_counts(n, requested)
             seen.clear()
             with torch.no_grad():
@@ -104,7 +104,7 @@ def test_tokens_per_block(t, n):
 
 
 # ------------------------------------------------- prefix, sizes, sources
-@pytest.mark.parametrize("spec", [16, {"flops": 0.3}, (12, -1.0)])
+@pytest.mark.parametrize("spec", [16, "flops:0.3", "ramp:12:-1"])
 def test_prefix_size_and_source_bookkeeping(spec):
     model = tiny(t=128, depth=6)
     x = torch.randn(3, 128, 128)
@@ -138,7 +138,7 @@ def test_prefix_size_and_source_bookkeeping(spec):
 
 
 # ------------------------------------------------------------------ batch
-@pytest.mark.parametrize("spec", [16, {"flops": 0.4}])
+@pytest.mark.parametrize("spec", [16, "flops:0.4"])
 def test_batch_equals_examples_one_by_one(spec):
     model = tiny(t=128, depth=4)
     x = torch.randn(4, 128, 128)
@@ -166,7 +166,7 @@ def test_gradients_reach_every_parameter_with_merging():
 def test_threads_with_different_r_share_no_state():
     model = tiny(t=128, depth=3)
     x = torch.randn(2, 128, 128)
-    specs = [0, 24, {"flops": 0.5}]
+    specs = [0, 24, "flops:0.5"]
     with torch.no_grad():
         expected = {
             i: model.forward_tokens(x, r=s) for i, s in enumerate(specs)
@@ -207,12 +207,12 @@ def test_threads_with_different_r_share_no_state():
 def test_apply_tome_is_idempotent():
     model = tiny(depth=3)
     x = torch.randn(1, 128, 128)
-    once = apply_tome(model, (8, -1.0), prop_attn=False, trace_source=True)
+    once = apply_tome(model, "ramp:8:-1", prop_attn=False, trace_source=True)
     assert once is model
     state = (model.r, model.prop_attn, model.trace_source, model.schedule())
     with torch.no_grad():
         out1 = model(x)
-    apply_tome(model, (8, -1.0), prop_attn=False, trace_source=True)
+    apply_tome(model, "ramp:8:-1", prop_attn=False, trace_source=True)
     assert (model.r, model.prop_attn, model.trace_source, model.schedule()) == (
         state
     )
@@ -222,7 +222,7 @@ def test_apply_tome_is_idempotent():
 
 
 @pytest.mark.parametrize(
-    "bad", [-1, (8, 3.0), [1] * 4, {"speed": 2}, {"ratio": 0.9}, "fast"]
+    "bad", [-1, "ramp:8:3", [1] * 4, "speed:2", "ratio:0.9", "fast"]
 )
 def test_apply_tome_validates_before_mutating(bad):
     first, second = tiny(depth=3), tiny(depth=3)
@@ -231,7 +231,7 @@ def test_apply_tome_validates_before_mutating(bad):
     with pytest.raises((ValueError, TypeError)):
         apply_tome(model, bad, prop_attn=False, trace_source=True)
     for ast in (first, second):
-        assert ast.r == 8
+        assert ast.r == parse_schedule(8)
         assert ast.prop_attn is True
         assert ast.trace_source is False
 

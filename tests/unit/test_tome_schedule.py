@@ -1,4 +1,5 @@
-"""Merge schedules: parsing, error messages, FLOP budgets, clipping log."""
+"""Merge schedules: the one type, its text form, errors, FLOP budgets, clipping
+log."""
 
 from __future__ import annotations
 
@@ -9,69 +10,73 @@ import pytest
 from fastast_sb.models.ast import AST
 from fastast_sb.tome import schedule as schedule_module
 from fastast_sb.tome.flops import clip_schedule, encoder_flops, token_counts
-from fastast_sb.tome.schedule import (
-    describe,
-    parse_r,
-    resolve_schedule,
-    validate_r,
-)
+from fastast_sb.tome.schedule import Schedule, parse_schedule
+
+
+def blocks(spec, num_layers, num_tokens=146, embed_dim=192):
+    """The r asked of each block (before clipping)."""
+    return parse_schedule(spec).requested(num_layers, num_tokens, embed_dim)
 
 
 # ------------------------------------------------------------------ kinds
 def test_constant():
-    assert parse_r(4, 8) == [8, 8, 8, 8]
-    assert parse_r(3, 0) == [0, 0, 0]
-    assert parse_r(3, None) == [0, 0, 0]
-    assert parse_r(2, 8.0) == [8, 8]
-    assert parse_r(3, {"r": 5}) == [5, 5, 5]
+    assert blocks(8, 4) == [8, 8, 8, 8]
+    assert blocks(0, 3) == [0, 0, 0]
+    assert blocks(None, 3) == [0, 0, 0]
+    assert blocks(8.0, 2) == [8, 8]
+    assert blocks("5", 3) == [5, 5, 5]
 
 
 def test_ramp():
-    assert parse_r(4, (8, 0.0)) == [8, 8, 8, 8]
-    assert parse_r(4, (8, 1.0)) == [0, 5, 10, 16]
-    assert parse_r(4, (8, -1.0)) == [16, 10, 5, 0]
-    assert parse_r(4, {"r": 8, "inflect": -1}) == parse_r(4, (8, -1.0))
-    assert parse_r(1, (8, -1.0)) == [8]
-    ramp = parse_r(12, (16, 0.5))
+    assert blocks("ramp:8:0", 4) == [8, 8, 8, 8]
+    assert blocks("ramp:8:1", 4) == [0, 5, 10, 16]
+    assert blocks("ramp:8:-1", 4) == [16, 10, 5, 0]
+    assert blocks(Schedule("ramp", r=8, inflect=-1), 4) == [16, 10, 5, 0]
+    assert blocks("ramp:8:-1.0", 1) == [8]
+    ramp = blocks("ramp:16:0.5", 12)
     assert ramp == sorted(ramp) and abs(sum(ramp) - 12 * 16) <= 12
 
 
 def test_list_is_padded_to_depth():
-    assert parse_r(5, [3, 1]) == [3, 1, 0, 0, 0]
-    assert parse_r(2, [3, 1]) == [3, 1]
-    assert parse_r(3, []) == [0, 0, 0]
+    assert blocks([3, 1], 5) == [3, 1, 0, 0, 0]
+    assert blocks("3,1", 2) == [3, 1]
+    assert blocks("[3, 1]", 2) == [3, 1]
+    assert blocks([], 3) == [0, 0, 0]
 
 
 def test_ratio_follows_the_token_count():
-    sched = parse_r(4, {"ratio": 0.25}, num_tokens=146)
+    sched = blocks("ratio:0.25", 4, num_tokens=146)
     n = 146
     for r in sched:
         assert r == int(0.25 * (n - 2))
         n -= r
-    assert parse_r(4, {"ratio": 0.5}, num_tokens=146)[0] == 72
-    assert parse_r(4, {"ratio": 0}, num_tokens=146) == [0] * 4
-    longer = parse_r(4, {"ratio": 0.25}, num_tokens=1214)
+    assert blocks("ratio:0.5", 4, num_tokens=146)[0] == 72
+    assert blocks("ratio:0", 4, num_tokens=146) == [0] * 4
+    longer = blocks("ratio:0.25", 4, num_tokens=1214)
     assert longer[0] > sched[0]
 
 
-def test_flop_budget_is_front_loaded_and_needs_sizes():
-    sched = parse_r(12, {"flops": 0.5}, num_tokens=602, embed_dim=192)
+def test_flop_budget_is_front_loaded():
+    sched = blocks("flops:0.5", 12, num_tokens=602, embed_dim=192)
     assert sched == sorted(sched, reverse=True)
-    assert (
-        parse_r(12, {"flops": 1.0}, num_tokens=602, embed_dim=192) == [0] * 12
-    )
-    with pytest.raises(ValueError, match="num_tokens"):
-        parse_r(12, {"flops": 0.5})
-    with pytest.raises(ValueError, match="embed_dim"):
-        parse_r(12, {"flops": 0.5}, num_tokens=602)
-    with pytest.raises(ValueError, match="num_tokens"):
-        parse_r(12, {"ratio": 0.2})
+    assert blocks("flops:1.0", 12, num_tokens=602, embed_dim=192) == [0] * 12
 
 
-def test_describe():
-    assert describe({"flops": 0.5}) == "flops0.5"
-    assert describe([4, 2]) == "4_2"
-    assert describe(None) == "0"
+@pytest.mark.parametrize(
+    "text", ["0", "16", "4,2", "ramp:8:-1", "flops:0.5", "ratio:0.1"]
+)
+def test_text_form_round_trips(text):
+    schedule = parse_schedule(text)
+    assert str(schedule) == text
+    assert parse_schedule(str(schedule)) == schedule
+    assert hash(schedule) == hash(parse_schedule(text))
+
+
+def test_one_value_many_spellings():
+    assert parse_schedule(16) == parse_schedule("16") == Schedule(r=16)
+    assert parse_schedule([4, 2]) == parse_schedule(" 4, 2 ")
+    assert parse_schedule(" flops : 0.5 ") == Schedule("flops", fraction=0.5)
+    assert str(parse_schedule(None)) == "0"
 
 
 # ----------------------------------------------------------------- errors
@@ -81,43 +86,49 @@ def test_describe():
         (-1, ValueError, "got -1"),
         (-2.0, ValueError, "got -2"),
         (2.5, TypeError, "got 2.5"),
-        (True, TypeError, "got True"),
-        ("fast", TypeError, "got 'fast'"),
-        ((8, 2.0), ValueError, "got 2.0"),
-        ((8, "x"), TypeError, "got 'x'"),
-        ((8,), ValueError, r"got \(8,\)"),
-        ((-3, 0.0), ValueError, "got -3"),
-        ([1, 2, 3, 4, 5], ValueError, r"\[1, 2, 3, 4, 5\] has 5 entries"),
+        (True, TypeError, "True"),
+        ("fast", ValueError, "'fast' is not an int r"),
+        ("ramp:8:2.0", ValueError, "got 2.0"),
+        ("ramp:8:x", ValueError, "'ramp:8:x' is not"),
+        ("ramp:8", ValueError, "'ramp:8' is not"),
+        ("ramp:-3:0", ValueError, "got -3"),
         ([1, -2], ValueError, r"r\[1\] must be >= 0, got -2"),
         ([1, "a"], TypeError, "got 'a'"),
-        ({"speed": 2}, ValueError, r"got \['speed'\]"),
-        ({"r": 4, "ratio": 0.1}, ValueError, r"got \['r', 'ratio'\]"),
-        ({"r": 4, "inflect": 3}, ValueError, "got 3"),
-        ({"ratio": 0.6}, ValueError, "got 0.6"),
-        ({"ratio": -0.1}, ValueError, "got -0.1"),
-        ({"ratio": "half"}, TypeError, "got 'half'"),
-        ({"flops": 0.0}, ValueError, r"\(0, 1\], got 0.0"),
-        ({"flops": 1.5}, ValueError, r"\(0, 1\], got 1.5"),
-        ({"flops": "0.5"}, TypeError, "got '0.5'"),
+        ("speed:2", ValueError, "'speed:2' is not"),
+        ({"flops": 0.5}, TypeError, "flops:BUDGET"),
+        ((8, -1.0), TypeError, "ramp:R:INFLECT"),
+        ("ratio:0.6", ValueError, "got 0.6"),
+        ("ratio:-0.1", ValueError, "got -0.1"),
+        ("ratio:half", ValueError, "'ratio:half' is not"),
+        ("flops:0", ValueError, r"\(0, 1\], got 0.0"),
+        ("flops:1.5", ValueError, r"\(0, 1\], got 1.5"),
+        (Schedule, TypeError, "is not"),
+        ("", ValueError, "'' is not"),
     ],
 )
 def test_invalid_specs_name_the_value(spec, error, fragment):
     with pytest.raises(error, match=fragment):
-        parse_r(4, spec, num_tokens=146, embed_dim=192)
-    with pytest.raises(error, match=fragment):
-        validate_r(spec, num_layers=4)
+        parse_schedule(spec)
+
+
+def test_bad_fields_name_the_value():
+    with pytest.raises(TypeError, match="got 'half'"):
+        Schedule("ratio", fraction="half")
+    with pytest.raises(TypeError, match="got '0.5'"):
+        Schedule("flops", fraction="0.5")
+    with pytest.raises(ValueError, match="'fast' is not one of"):
+        Schedule("fast")
 
 
 def test_validation_knows_the_depth():
-    validate_r([4] * 12)
-    validate_r([4] * 12, num_layers=12)
+    parse_schedule([4] * 12).check_depth(12)
     with pytest.raises(ValueError, match="13 entries, model has 12 blocks"):
-        validate_r([4] * 13, num_layers=12)
+        parse_schedule([4] * 13).check_depth(12)
     model = AST(input_tdim=128, preset="tiny", depth=12, r=[4] * 12)
     assert model.schedule() == [4] * 12
     with pytest.raises(ValueError, match="model has 12 blocks"):
         model.r = [4] * 13
-    assert model.r == [4] * 12
+    assert model.r == parse_schedule([4] * 12)
 
 
 # ------------------------------------------------------------ FLOP budget
@@ -128,7 +139,7 @@ def test_flop_budget_is_reached_within_5_percent(preset, t):
     full = model.flops(0)
     enc_full = encoder_flops(model.num_tokens, [0] * 12, model.embed_dim)
     for budget in (0.3, 0.5, 0.7):
-        spec = {"flops": budget}
+        spec = f"flops:{budget}"
         sched = model.schedule(spec)
         enc = encoder_flops(model.num_tokens, sched, model.embed_dim)
         enc_error = abs(enc / enc_full - budget) / budget
@@ -141,10 +152,14 @@ def test_flop_budget_is_reached_within_5_percent(preset, t):
 
 
 # --------------------------------------------------------------- clipping
+def _resolve(spec, num_layers):
+    return parse_schedule(spec).resolve(num_layers, 146, 192)
+
+
 def test_clipping_is_logged(caplog):
-    schedule_module._clipped_cached.cache_clear()
+    schedule_module._clipped.cache_clear()
     with caplog.at_level(logging.WARNING, logger="fastast_sb.tome.schedule"):
-        sched = resolve_schedule(3, 997, num_tokens=146, embed_dim=192)
+        sched = _resolve(997, 3)
     assert sched == [72, 36, 18]
     messages = [r.getMessage() for r in caplog.records]
     assert any("[997, 997, 997] clipped to [72, 36, 18]" in m for m in messages)
@@ -152,8 +167,8 @@ def test_clipping_is_logged(caplog):
 
 
 def test_no_log_when_nothing_is_clipped(caplog):
-    schedule_module._clipped_cached.cache_clear()
+    schedule_module._clipped.cache_clear()
     with caplog.at_level(logging.WARNING, logger="fastast_sb.tome.schedule"):
-        resolve_schedule(3, 5, num_tokens=146, embed_dim=192)
-        resolve_schedule(12, {"flops": 0.3}, num_tokens=146, embed_dim=192)
+        _resolve(5, 3)
+        _resolve("flops:0.3", 12)
     assert not caplog.records

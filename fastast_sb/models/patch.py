@@ -8,12 +8,12 @@ weights are used as they are.
 from __future__ import annotations
 
 import logging
-from typing import List
+from typing import Any, List
 
 from torch import nn
 
 from fastast_sb.models.ast import AST
-from fastast_sb.tome.schedule import RSpec, validate_r
+from fastast_sb.tome.schedule import parse_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def find_asts(model: nn.Module) -> List[AST]:
 
 def apply_tome(
     model: nn.Module,
-    r: RSpec,
+    r: Any,
     prop_attn: bool = True,
     trace_source: bool = False,
 ) -> nn.Module:
@@ -42,8 +42,9 @@ def apply_tome(
     ---------
     model : nn.Module
         An :class:`AST` or a module containing one or more.
-    r : int, tuple, list or dict
-        Merge schedule (:mod:`fastast_sb.tome.schedule`); 0 disables.
+    r : Schedule, int, str or list
+        Merge schedule (:func:`fastast_sb.tome.schedule.parse_schedule`);
+        0 disables.
     prop_attn : bool
         Proportional attention.
     trace_source : bool
@@ -60,7 +61,7 @@ def apply_tome(
     >>> m.schedule()
     [8, 8]
     """
-    validate_r(r)
+    schedule = parse_schedule(r)
     asts = find_asts(model)
     if not asts:
         raise TypeError(
@@ -68,14 +69,14 @@ def apply_tome(
             f"{type(model).__name__}"
         )
     for ast in asts:  # every check passes before anything changes
-        validate_r(r, num_layers=ast.depth)
+        schedule.check_depth(ast.depth)
     for ast in asts:
-        ast.r = r
+        ast.r = schedule
         ast.prop_attn = bool(prop_attn)
         ast.trace_source = bool(trace_source)
         logger.info(
-            "ToMe r=%r on AST (%d tokens): schedule %s",
-            r,
+            "ToMe r=%s on AST (%d tokens): schedule %s",
+            schedule,
             ast.num_tokens,
             ast.schedule(),
         )

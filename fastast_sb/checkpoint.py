@@ -1,0 +1,145 @@
+"""The one safe way to read a torch checkpoint file.
+
+Every load site of the package reads through :func:`read_checkpoint`:
+``torch.load(weights_only=True)`` on the CPU, so a file that holds pickled
+Python objects is refused and its code never runs. Errors name the file and
+say what it holds; they never suggest turning ``weights_only`` off.
+:func:`read_state_dict` adds the checks a state dict needs (a mapping of
+names to tensors, a ``state_dict`` / ``model`` wrapper unwrapped) and
+:func:`strip_prefix` removes a ``module.`` (DataParallel) or ``net.``
+wrapper prefix.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+
+PathLike = Union[str, Path]
+
+_CONVERT_HINT = (
+    "if you trust the file, re-save only its tensors in your own Python: "
+    "torch.save(obj['state_dict'], 'weights.pt')"
+)
+
+
+def read_checkpoint(path: PathLike, what: str = "checkpoint") -> Any:
+    """Read a torch file with ``weights_only=True`` on the CPU.
+
+    Arguments
+    ---------
+    path : str or Path
+        The file.
+    what : str
+        What the file is, for error messages ("teacher checkpoint", ...).
+
+    Returns
+    -------
+    object
+        Tensors in plain containers (dicts, lists, numbers, strings).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     f = os.path.join(tmp, "w.pt")
+    ...     torch.save({"w": torch.ones(2)}, f)
+    ...     read_checkpoint(f)["w"].tolist()
+    [1.0, 1.0]
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; expected a file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        named = f" ({found[1]})" if found else ""
+        if found or "unsupported global" in str(err).lower():
+            raise ValueError(
+                f"{what} {path} holds pickled Python objects{named}, which "
+                f"fastast_sb never executes; {_CONVERT_HINT}"
+            ) from None
+        raise ValueError(
+            f"cannot read {what} {path}: not a torch file of tensors "
+            "(unknown format or pickled code)"
+        ) from None
+    except Exception as err:  # corrupt, truncated or not a torch file
+        raise ValueError(
+            f"cannot read {what} {path} as a torch file "
+            f"({type(err).__name__}: {err})"
+        ) from None
+
+
+def read_state_dict(
+    path: PathLike, what: str = "checkpoint"
+) -> Dict[str, torch.Tensor]:
+    """Read a state dict file (a ``state_dict`` or ``model`` key unwrapped).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     f = os.path.join(tmp, "w.pt")
+    ...     torch.save({"state_dict": torch.nn.Linear(2, 3).state_dict()}, f)
+    ...     sorted(read_state_dict(f))
+    ['bias', 'weight']
+    """
+    state = read_checkpoint(path, what)
+    if isinstance(state, Mapping):
+        for wrapper in ("state_dict", "model"):
+            if isinstance(state.get(wrapper), Mapping):
+                state = state[wrapper]
+                break
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ValueError(
+            f"{what} {path} does not hold a state dict (a mapping of names "
+            f"to tensors); it holds a {type(state).__name__}"
+        )
+    return {str(k): v for k, v in state.items()}
+
+
+def strip_prefix(
+    state: Mapping[str, Any],
+    prefixes: Sequence[str] = ("module.",),
+    keep: Optional[Iterable[str]] = None,
+) -> Dict[str, Any]:
+    """Remove each prefix that every key shares (in the given order).
+
+    Arguments
+    ---------
+    state : mapping
+        A state dict.
+    prefixes : sequence of str
+        Wrapper prefixes (``module.`` from DataParallel, ``net.``, ...).
+    keep : iterable of str, optional
+        The target model's keys: a prefix they carry themselves stays.
+
+    Example
+    -------
+    >>> strip_prefix({"module.a": 1, "module.b": 2})
+    {'a': 1, 'b': 2}
+    >>> strip_prefix({"net.a": 1}, ("module.", "net."), keep=["net.a"])
+    {'net.a': 1}
+    """
+    out = dict(state)
+    kept = list(keep or [])
+    for prefix in prefixes:
+        if (
+            out
+            and all(k.startswith(prefix) for k in out)
+            and not any(k.startswith(prefix) for k in kept)
+        ):
+            out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
+
+
+__all__ = ["read_checkpoint", "read_state_dict", "strip_prefix"]
