@@ -1,20 +1,16 @@
 """Weight averaging over the last epochs of a run (AST's ``wa``).
 
-AST averages the model weights of several late epochs before testing its
-AudioSet models; on small test sets it also smooths the epoch-to-epoch swing
-of a single checkpoint. :class:`EpochAverager` keeps one copy of the trained
-modules for each epoch of the window ``(limit - n, limit]`` and averages
-them once training is over.
+AST averages the weights of several late epochs before testing; on small
+test sets this also smooths the epoch-to-epoch swing of one checkpoint.
+:class:`EpochAverager` keeps a copy of the trained modules for each epoch of
+the window ``(limit - n, limit]`` and averages them once training is over.
 
-Each epoch's copy is written *before* the epoch's checkpoint, under a name
-that depends only on the epoch, so a run killed between the two repeats the
-epoch on resume and rewrites the same file with the same weights: resumed and
-uninterrupted runs average the same tensors.
-
-The average is saved as ``<save>/averaged/<module>.ckpt`` (the layout of a
-SpeechBrain checkpoint folder), which is what the test and
-``python -m fastast_sb.inference export`` load for ``test_checkpoint:
-average``.
+Each copy is written *before* the epoch's checkpoint, under a name that
+depends only on the epoch, so a run killed between the two repeats the
+epoch on resume and rewrites the same file: resumed and uninterrupted runs
+average the same tensors. The average goes to ``<save>/averaged/<module>.ckpt``
+(a SpeechBrain checkpoint folder), what the test and ``python -m
+fastast_sb.inference export`` load for ``test_checkpoint: average``.
 """
 
 from __future__ import annotations
@@ -25,13 +21,29 @@ from typing import Dict, List, Mapping, Sequence, Union
 
 import torch
 
-from fastast_sb.brain import unwrap
+from fastast_sb.checkpoint import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 StateDict = Dict[str, torch.Tensor]
 AVERAGED = "averaged"
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(1, 1)
+    >>> unwrap(torch.nn.DataParallel(lin)) is lin
+    True
+    """
+    wrappers = (
+        torch.nn.parallel.DistributedDataParallel,
+        torch.nn.DataParallel,
+    )
+    return module.module if isinstance(module, wrappers) else module
 
 
 def average_state_dicts(
@@ -152,10 +164,7 @@ class EpochAverager:
                 f"no per-epoch copies for epochs {self.first}-{self.limit} in "
                 f"{self.folder}: train the run to its end before averaging"
             )
-        states = [
-            torch.load(self._path(e), map_location="cpu", weights_only=True)
-            for e in epochs
-        ]
+        states = [read_checkpoint(self._path(e), "epoch copy") for e in epochs]
         logger.info("averaging the weights of epochs %s", epochs)
         return {
             name: average_state_dicts([s[name] for s in states])

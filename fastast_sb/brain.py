@@ -37,28 +37,13 @@ from typing import Any, Dict, Optional
 import speechbrain as sb
 import torch
 
+from fastast_sb.averaging import unwrap
 from fastast_sb.losses import task_loss
 from fastast_sb.metrics import ScoreCollector, mean_over_processes
 from fastast_sb.models.ast import AST
 from fastast_sb.tome.schedule import Schedule
 
 logger = logging.getLogger(__name__)
-
-
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel / DataParallel wrapper.
-
-    Example
-    -------
-    >>> lin = torch.nn.Linear(1, 1)
-    >>> unwrap(torch.nn.DataParallel(lin)) is lin
-    True
-    """
-    wrappers = (
-        torch.nn.parallel.DistributedDataParallel,
-        torch.nn.DataParallel,
-    )
-    return module.module if isinstance(module, wrappers) else module
 
 
 class FastASTBrain(sb.Brain):

@@ -1,19 +1,13 @@
 """Teacher logits computed once per training clip and reused every epoch.
 
-Consistent teaching runs the teacher on every augmented batch, which costs
-a teacher forward pass per step. Without augmentation the teacher's output
-for a clip never changes, so it can be computed once: ``teacher_cache:
-True`` in the hparams makes :func:`fastast_sb.runner.fit_and_test` build a
+Without augmentation the teacher's output for a clip never changes, so
+``teacher_cache: True`` makes :func:`fastast_sb.runner.fit_and_test` build a
 :class:`TeacherLogitCache` over the training set (clean audio, the
 evaluation front end) and the Brain look logits up by example id instead of
-running the teacher.
-
-With SpecAugment or a feature augmentation, a teacher that reads features
-would have seen another input than the one its cached logits were computed
-on: the teaching is no longer consistent (a warning says so). A teacher on
-the waveform (the MobileNet) never sees those augmentations, so its cache
-stays exact. Mixup mixes two clips
-whose cached logits cannot be mixed the same way, so it is refused.
+running the teacher on every batch. Feature augmentation (SpecAugment)
+makes the teaching of a feature-reading teacher inconsistent (a warning
+says so); a waveform teacher (the MobileNet) never sees it, so its cache
+stays exact. Mixup is refused: cached logits of two clips cannot be mixed.
 """
 
 from __future__ import annotations
@@ -23,6 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence, Union
 
 import torch
+
+from fastast_sb.checkpoint import read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +72,7 @@ class TeacherLogitCache:
     @classmethod
     def load(cls, path: PathLike) -> TeacherLogitCache:
         """Read a cache written by :meth:`save`."""
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_checkpoint(path, "teacher logit cache")
         return cls(data["logits"], data["source"])
 
     @classmethod

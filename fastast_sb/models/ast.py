@@ -6,7 +6,7 @@ shape), to be fed to :class:`ASTHead`.
 
 Token merging (ToMe) runs inside every block between the attention residual
 and the MLP. The schedule ``r`` is an attribute (set it at run time, or with
-:func:`fastast_sb.tome.patch.apply_tome`) or a per-call argument; the
+:func:`fastast_sb.models.patch.apply_tome`) or a per-call argument; the
 resolved per-block schedule, the token sizes and the source map all live in
 the forward call, so one model can serve threads with different ``r``.
 
@@ -21,16 +21,18 @@ References:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+from fastast_sb.models.checkpoints import load_checked, read_pretrained
+from fastast_sb.models.head import ASTHead, load_head
 from fastast_sb.models.layers import Block, PatchEmbed, init_vit_weights
 from fastast_sb.models.layers import is_tracing as _is_tracing
+from fastast_sb.models.trace import TokenTrace, all_finite
 from fastast_sb.tome.flops import encoder_flops, patch_embed_flops
-from fastast_sb.tome.schedule import RSpec, resolve_schedule, validate_r
+from fastast_sb.tome.schedule import Schedule, parse_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -40,56 +42,6 @@ PRESETS: Dict[str, Tuple[int, int, int]] = {
     "small": (384, 12, 6),
     "base": (768, 12, 12),
 }
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """True when x holds no NaN/Inf.
-
-    One reduction in the common case: a NaN or Inf makes the sum non-finite,
-    and only a non-finite sum (which an overflow can also cause) pays for
-    the element-wise test.
-
-    Example
-    -------
-    >>> _all_finite(torch.ones(3)), _all_finite(torch.tensor([1.0, 1e38] * 9))
-    (True, True)
-    >>> _all_finite(torch.tensor([0.0, float("nan")]))
-    False
-    """
-    if bool(torch.isfinite(x.sum())):
-        return True
-    return bool(torch.isfinite(x).all())
-
-
-@dataclass
-class TokenTrace:
-    """What :meth:`AST.forward_tokens` reports about one forward pass.
-
-    Attributes
-    ----------
-    pooled : torch.Tensor
-        [B, 1, D] embedding.
-    tokens : torch.Tensor
-        [B, N_out, D] tokens after the final norm.
-    size : torch.Tensor or None
-        [B, N_out, 1] patches per token (None when nothing merged).
-    source : torch.Tensor or None
-        [B, N_out, N_in] source map (when traced).
-    counts : list of int
-        Tokens entering each block, then the final count.
-    schedule : list of int
-        r merged in each block (after clipping).
-    flops : int
-        Analytic FLOPs of patch embedding and encoder blocks.
-    """
-
-    pooled: torch.Tensor
-    tokens: torch.Tensor
-    size: Optional[torch.Tensor]
-    source: Optional[torch.Tensor]
-    counts: List[int]
-    schedule: List[int]
-    flops: int
 
 
 class AST(nn.Module):
@@ -106,9 +58,10 @@ class AST(nn.Module):
     patch_size : int
         Square patch side.
     preset : str, optional
-        "tiny", "small" or "base": sets embed_dim, depth and num_heads.
+        "tiny", "small" or "base": sets embed_dim and num_heads (the depth
+        stays ``depth``).
     embed_dim, depth, num_heads : int
-        Width, blocks and heads (ignored when ``preset`` is given).
+        Width, blocks and heads (width and heads ignored with ``preset``).
     mlp_ratio : float
         MLP hidden size over width.
     qkv_bias : bool
@@ -118,25 +71,22 @@ class AST(nn.Module):
         depth rate of the last block (linearly increasing).
     norm_eps : float
         LayerNorm epsilon (1e-6 in AST, 1e-12 in transformers' default).
-    r : int, tuple, list or dict
-        Merge schedule (see :mod:`fastast_sb.tome.schedule`); 0 disables.
+    r : Schedule, int, str or list
+        Merge schedule (:func:`fastast_sb.tome.schedule.parse_schedule`).
     prop_attn : bool
         Proportional attention (log-size bias) once tokens are merged.
     trace_source : bool
         Track source maps in :meth:`forward_tokens` by default.
     check_finite : bool
-        Reject NaN/Inf features (skipped while tracing or exporting).
+        Reject NaN/Inf features on the CPU (skipped while tracing or
+        exporting, and on GPUs, where it would sync the device on every
+        forward; the Brain checks the loss there).
     cpu_batch_tokens : int, optional
-        Single-threaded CPU inference (no grad, not tracing) runs the
-        encoder on sub-batches of at most this many tokens (examples x
-        tokens), whole examples only: the same numbers, with intermediates
-        small enough for the allocator to reuse heap memory instead of
-        page-faulting in fresh pages for every tensor over glibc's 32 MB
-        mmap threshold (measured 4-7 % faster for base at T=512, batch 8).
-        With several threads the extra, smaller operations cost more than
-        they save (each parallel region can wait for a descheduled thread
-        on a shared machine), so several threads, training, tracing and
-        GPUs run the whole batch. ``None`` or 0 turns it off.
+        Single-threaded CPU inference (no grad, not tracing) runs whole
+        examples in sub-batches of at most this many tokens: the same
+        numbers, with tensors small enough to stay below glibc's mmap
+        threshold (4-7 % faster for base at T=512, batch 8). ``None`` or 0
+        turns it off.
 
     Example
     -------
@@ -167,7 +117,7 @@ class AST(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         norm_eps: float = 1e-6,
-        r: RSpec = 0,
+        r: Any = 0,
         prop_attn: bool = True,
         trace_source: bool = False,
         check_finite: bool = True,
@@ -208,18 +158,9 @@ class AST(nn.Module):
         )
         self.pos_drop = nn.Dropout(drop_rate)
         rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        args = (embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate)
         self.blocks = nn.ModuleList(
-            Block(
-                embed_dim,
-                num_heads,
-                mlp_ratio,
-                qkv_bias,
-                drop_rate,
-                attn_drop_rate,
-                rate,
-                norm_eps,
-            )
-            for rate in rates
+            Block(*args, attn_drop_rate, rate, norm_eps) for rate in rates
         )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.r = r
@@ -233,12 +174,9 @@ class AST(nn.Module):
 
         The positional embedding is resampled to ``input_tdim`` by the AST
         rule; ``overrides`` are further constructor arguments (e.g. ``r``).
-        See :func:`fastast_sb.models.convert.load_ast`.
+        See :func:`load_ast`.
         """
-        from fastast_sb.models.convert import load_ast
-
-        model, _ = load_ast(path, input_tdim=input_tdim, **overrides)
-        return model
+        return load_ast(path, input_tdim, **overrides)[0]
 
     # ------------------------------------------------------------------ setup
     def reset_parameters(self) -> None:
@@ -246,21 +184,22 @@ class AST(nn.Module):
         init_vit_weights(self, self.cls_token, self.dist_token, self.pos_embed)
 
     @property
-    def r(self) -> RSpec:
+    def r(self) -> Schedule:
         """The merge schedule used when ``forward`` gets no ``r``."""
         return self._r
 
     @r.setter
-    def r(self, value: RSpec) -> None:
-        validate_r(value, num_layers=self.depth)
-        self._r = value
+    def r(self, value: Any) -> None:
+        schedule = parse_schedule(value)
+        schedule.check_depth(self.depth)
+        self._r = schedule
 
     @property
     def grid(self) -> Tuple[int, int]:
         """Patch grid (f_dim, t_dim)."""
         return self.patch_embed.f_dim, self.patch_embed.t_dim
 
-    def schedule(self, r: RSpec = None) -> List[int]:
+    def schedule(self, r: Any = None) -> List[int]:
         """The per-block r this model merges for its input length.
 
         Example
@@ -268,16 +207,15 @@ class AST(nn.Module):
         >>> AST(input_tdim=128, preset="tiny", depth=3).schedule(100)
         [72, 36, 18]
         """
-        return resolve_schedule(
+        return parse_schedule(self.r if r is None else r).resolve(
             self.depth,
-            self.r if r is None else r,
             self.num_tokens,
             self.embed_dim,
             self.mlp_ratio,
             self.num_prefix_tokens,
         )
 
-    def flops(self, r: RSpec = None) -> int:
+    def flops(self, r: Any = None) -> int:
         """Analytic FLOPs of one example (patch embedding + blocks).
 
         Example
@@ -316,8 +254,8 @@ class AST(nn.Module):
                 f"AST expects {self.input_tdim} frames, got {x.shape[1]}: set "
                 "the fbank target_length to the model's input_tdim"
             )
-        if self.check_finite and not _is_tracing():
-            if not _all_finite(x):
+        if self.check_finite and not _is_tracing() and x.device.type == "cpu":
+            if not all_finite(x):
                 bad = (~torch.isfinite(x)).sum().item()
                 raise ValueError(
                     f"AST input contains {bad} NaN/Inf values; expected finite "
@@ -325,7 +263,7 @@ class AST(nn.Module):
                 )
 
     def _encode(
-        self, x: torch.Tensor, r: RSpec, trace_source: bool
+        self, x: torch.Tensor, r: Any, trace_source: bool
     ) -> Tuple[
         torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor], List[int]
     ]:
@@ -363,7 +301,7 @@ class AST(nn.Module):
         self,
         x: torch.Tensor,
         lens: Optional[torch.Tensor] = None,
-        r: RSpec = None,
+        r: Any = None,
     ) -> torch.Tensor:
         """Embed features.
 
@@ -410,7 +348,7 @@ class AST(nn.Module):
     def forward_tokens(
         self,
         x: torch.Tensor,
-        r: RSpec = None,
+        r: Any = None,
         trace_source: Optional[bool] = None,
     ) -> TokenTrace:
         """Forward pass that also reports tokens, sizes and the source map.
@@ -439,46 +377,22 @@ class AST(nn.Module):
         )
 
 
-class ASTHead(nn.Module):
-    """AST's classification head: LayerNorm then Linear.
-
-    Arguments
-    ---------
-    input_size : int
-        Embedding width D.
-    n_classes : int
-        Output classes.
-    norm_eps : float
-        LayerNorm epsilon.
+def load_ast(
+    path: str, input_tdim: Optional[int] = None, **overrides: Any
+) -> Tuple[AST, Optional[ASTHead]]:
+    """An AST and its head (None if absent) from any checkpoint; arguments
+    of :func:`fastast_sb.models.checkpoints.read_pretrained`.
 
     Example
     -------
-    >>> head = ASTHead(8, 3)
-    >>> head(torch.randn(2, 1, 8)).shape
-    torch.Size([2, 1, 3])
+    >>> import tempfile, os
+    >>> from fastast_sb.models.checkpoints import save_ast
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.pt")
+    >>> save_ast(path, AST(128, preset="tiny", depth=1), ASTHead(192, 5))
+    >>> model, head = load_ast(path, input_tdim=256)
+    >>> model.num_tokens, head.linear.out_features
+    (302, 5)
     """
-
-    def __init__(
-        self, input_size: int, n_classes: int, norm_eps: float = 1e-6
-    ) -> None:
-        super().__init__()
-        if n_classes < 1:
-            raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-        self.norm = nn.LayerNorm(input_size, eps=norm_eps)
-        self.linear = nn.Linear(input_size, n_classes)
-        nn.init.trunc_normal_(self.linear.weight, std=0.02)
-        nn.init.zeros_(self.linear.bias)
-
-    @classmethod
-    def from_pretrained(cls, path: str) -> ASTHead:
-        """The classification head stored in a checkpoint (see ``load_ast``)."""
-        from fastast_sb.models.convert import load_ast
-
-        _, head = load_ast(path)
-        if head is None:
-            raise ValueError(f"checkpoint {path} holds no classification head")
-        return head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., D] embeddings -> [..., n_classes] logits."""
-        return self.linear(self.norm(x))
+    ckpt = read_pretrained(path, input_tdim, **overrides)
+    model = load_checked(AST(**ckpt.config), ckpt.state, f"{ckpt.fmt} AST")
+    return model, None if ckpt.head_state is None else load_head(ckpt)

@@ -160,32 +160,10 @@ class Attention(nn.Module):
             )
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-
-    def _qkv(
-        self, x: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # Three products with row blocks of the qkv weight (views, same
-        # numbers as one product): each of q, k, v is then a dense
-        # [B, N, D] tensor, which SDPA reads faster than three strided
-        # slices of one [B, N, 3D] output.
-        b, n, _ = x.shape
-        weights = self.qkv.weight.chunk(3)  # 3 x [D, D]
-        if self.qkv.bias is None:
-            biases: Tuple[Optional[torch.Tensor], ...] = (None, None, None)
-        else:
-            biases = self.qkv.bias.chunk(3)  # 3 x [D]
-        q, k, v = (
-            F.linear(x, w, bias)  # [B, N, D]
-            .view(b, n, self.num_heads, self.head_dim)
-            .transpose(1, 2)  # [B, H, N, hd]
-            for w, bias in zip(weights, biases)
-        )
-        return q, k, v
 
     def forward(
         self,
@@ -213,7 +191,17 @@ class Attention(nn.Module):
             ``None`` when not asked for.
         """
         b, n, c = x.shape
-        q, k, v = self._qkv(x)
+        # Three products with row blocks of the qkv weight (same numbers as
+        # one): dense [B, N, D] q, k, v, which SDPA reads faster than three
+        # strided slices of one [B, N, 3D] output.
+        qkv_bias = self.qkv.bias
+        biases = (None,) * 3 if qkv_bias is None else qkv_bias.chunk(3)
+        q, k, v = (
+            F.linear(x, w, bias)  # [B, N, D]
+            .view(b, n, self.num_heads, self.head_dim)
+            .transpose(1, 2)  # [B, H, N, hd]
+            for w, bias in zip(self.qkv.weight.chunk(3), biases)
+        )
         mask = None
         if size is not None:
             mask = size.log().to(q.dtype).reshape(b, 1, 1, n)  # [B, 1, 1, N]
@@ -227,24 +215,6 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, D]
         metric = k.mean(dim=1) if need_metric else None  # [B, N, hd]
         return self.proj_drop(self.proj(out)), metric
-
-    def attention_map(
-        self, x: torch.Tensor, size: Optional[torch.Tensor] = None
-    ) -> torch.Tensor:
-        """Explicit softmax attention weights [B, H, N, N] (for inspection).
-
-        Example
-        -------
-        >>> attn = Attention(8, num_heads=2)
-        >>> attn.attention_map(torch.randn(1, 5, 8)).sum(-1).allclose(
-        ...     torch.ones(1, 2, 5))
-        True
-        """
-        q, k, _ = self._qkv(x)
-        logits = (q @ k.transpose(-2, -1)) * self.scale
-        if size is not None:
-            logits = logits + size.log().transpose(1, 2)[:, None]
-        return logits.softmax(dim=-1)
 
 
 class Mlp(nn.Module):
@@ -343,7 +313,6 @@ class Block(nn.Module):
         source: Optional[torch.Tensor] = None,
         prop_attn: bool = True,
         trace_source: bool = False,
-        protect: Tuple[bool, bool] = (True, True),
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Run the block, merging ``r`` tokens.
 
@@ -361,8 +330,6 @@ class Block(nn.Module):
             Use proportional attention when sizes are known.
         trace_source : bool
             Track the source map.
-        protect : (bool, bool)
-            Protect CLS (index 0) and DIST (index 1) from merging.
 
         Returns
         -------
@@ -373,7 +340,7 @@ class Block(nn.Module):
         y, metric = self.attn(self.norm1(x), attn_size, need_metric=r > 0)
         x = x + self.drop_path(y)
         if r > 0 and metric is not None:
-            merge, _ = bipartite_soft_matching(metric, r, *protect)
+            merge, _ = bipartite_soft_matching(metric, r)  # CLS, DIST kept
             if trace_source:
                 source = merge_source(merge, x, source)
             x, size = merge_wavg(merge, x, size)

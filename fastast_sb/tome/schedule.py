@@ -40,6 +40,8 @@ FORMS = (
     "flops:BUDGET or ratio:FRACTION"
 )
 KINDS = ("constant", "blocks", "ramp", "flops", "ratio")
+#: A FLOP budget missed by more than this fraction of itself is logged.
+BUDGET_TOLERANCE = 0.05
 
 
 def _int(value: Any, what: str) -> int:
@@ -302,6 +304,19 @@ def _flop_budget(
         (lvl for lvl in (lo - 1, lo) if lvl >= 0),
         key=lambda lvl: abs(ratio(lvl) - budget),
     )
+    reached = ratio(best)
+    if abs(reached - budget) > BUDGET_TOLERANCE * budget:
+        logger.warning(
+            "FLOP budget %g not reachable for %d blocks and %d tokens: the "
+            "nearest schedule %s keeps %.2f of the encoder FLOPs (a block "
+            "merges at most half its tokens, after its attention; the patch "
+            "embedding is not counted)",
+            budget,
+            num_layers,
+            num_tokens,
+            schedule(best),
+            reached,
+        )
     # Already what each block can merge: resolving it logs no clipping.
     return clip_schedule(num_tokens, schedule(best), protected)
 

@@ -15,15 +15,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastast_sb.models.ast import AST, ASTHead
+from fastast_sb.models.ast import AST, ASTHead, load_ast
+from fastast_sb.models.checkpoints import save_ast
 from fastast_sb.models.convert import (
     convert_hf_state_dict,
     convert_original_state_dict,
     detect_format,
-    load_ast,
-    save_ast,
 )
 from fastast_sb.models.pos_embed import resample_pos_embed
+from fastast_sb.tome.schedule import parse_schedule
 
 transformers = pytest.importorskip("transformers")
 
@@ -295,12 +295,13 @@ def test_save_load_roundtrip(suffix, tmp_path):
     path = tmp_path / f"model{suffix}"
     save_ast(path, ast, head)
     ast2, head2 = load_ast(path)
-    assert ast2.r == 3 and ast2.norm.eps == 1e-12 and head2.norm.eps == 1e-12
+    assert ast2.r == parse_schedule(3)
+    assert ast2.norm.eps == 1e-12 and head2.norm.eps == 1e-12
     feats = _features(128)
     with torch.no_grad():
         assert torch.equal(head(ast(feats)), head2.eval()(ast2.eval()(feats)))
     # Overrides reach the constructor.
-    assert load_ast(path, r=0)[0].r == 0
+    assert load_ast(path, r=0)[0].r == parse_schedule(0)
 
 
 def test_speechbrain_folder(tmp_path):

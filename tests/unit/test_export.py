@@ -17,7 +17,7 @@ import torch
 from fastast_sb.models import ast as ast_module
 from fastast_sb.models.ast import AST
 
-SPECS = [8, {"flops": 0.5}]
+SPECS = [8, "flops:0.5"]
 ATOL = 1e-4
 
 needs_ort = pytest.mark.skipif(

@@ -172,3 +172,24 @@ def test_no_log_when_nothing_is_clipped(caplog):
         _resolve(5, 3)
         _resolve("flops:0.3", 12)
     assert not caplog.records
+
+
+def test_an_unreachable_budget_is_logged_with_what_was_reached(caplog):
+    schedule_module._requested.cache_clear()
+    model = AST(input_tdim=128, preset="tiny", depth=2, r="flops:0.1")
+    with caplog.at_level(logging.WARNING, logger="fastast_sb.tome.schedule"):
+        sched = model.schedule()
+    enc = encoder_flops(model.num_tokens, sched, model.embed_dim)
+    reached = enc / encoder_flops(model.num_tokens, [0, 0], model.embed_dim)
+    assert reached > 0.5  # two blocks cannot cut the FLOPs to 0.1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "FLOP budget 0.1 not reachable" in m and f"keeps {reached:.2f}" in m
+        for m in messages
+    ), messages
+    # The model's count adds the patch embedding, which never shrinks.
+    assert reached < model.flops() / model.flops(0) < 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fastast_sb.tome.schedule"):
+        AST(input_tdim=128, preset="tiny", depth=12, r="flops:0.5").schedule()
+    assert not caplog.records
