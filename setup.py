@@ -41,7 +41,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "fastast-benchmark=fastast_sb.benchmark:main",
+            "fastast-benchmark=fastast_sb.benchmark.cli:main",
             "fastast-tag=fastast_sb.inference.cli:main",
         ],
     },

@@ -71,10 +71,8 @@ def check_waveform(wav: torch.Tensor, name: str = "audio") -> torch.Tensor:
 
 
 def audio_duration(path: Union[str, Path]) -> float:
-    """Seconds of audio in a file, read from its header only.
-
-    Raises :class:`AudioError` (with the decoder's reason) for a file that
-    cannot be opened or holds no samples.
+    """Seconds of audio in a file, from its header; :class:`AudioError`
+    (with the decoder's reason) if it cannot be opened or has no samples.
 
     Example
     -------
@@ -96,19 +94,8 @@ def audio_duration(path: Union[str, Path]) -> float:
 def load_audio(
     path: Union[str, Path], sample_rate: int = 16000
 ) -> torch.Tensor:
-    """Read an audio file as a mono float waveform at ``sample_rate``.
-
-    Arguments
-    ---------
-    path : str or Path
-        Any format soundfile reads (wav, flac, ogg, ...).
-    sample_rate : int
-        Target rate; other rates are resampled.
-
-    Returns
-    -------
-    torch.Tensor
-        [S] float32 waveform in [-1, 1].
+    """Read any file soundfile reads (wav, flac, ogg, ...) as a [S] mono
+    float32 waveform in [-1, 1], resampled to ``sample_rate``.
 
     Example
     -------

@@ -56,20 +56,8 @@ class NoiseRoll(nn.Module):
     def forward(
         self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Augment [B, T, F] features in training mode (identity in eval).
-
-        Arguments
-        ---------
-        feats : torch.Tensor
-            [B, T, F] normalised features.
-        lens : torch.Tensor, optional
-            Relative lengths (unused: AST rolls the padded input too).
-
-        Returns
-        -------
-        torch.Tensor
-            [B, T, F] augmented features.
-        """
+        """Augment [B, T, F] normalised features in training mode (identity
+        in eval); ``lens`` is unused (AST rolls the padded input too)."""
         if not self.training:
             return feats
         if feats.ndim != 3:

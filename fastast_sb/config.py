@@ -11,6 +11,7 @@ command-line overrides come last and must name existing keys.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -75,6 +76,10 @@ def load_hparams(
 ) -> Tuple[Dict[str, Any], str]:
     """Compose ``paths`` and load them with HyperPyYAML.
 
+    A composed configuration that declares ``project_root`` gets the folder
+    holding ``recipes/`` (the first path is ``recipes/<Dataset>/...``), so
+    recipe data files resolve from any working directory.
+
     Returns
     -------
     hparams : dict
@@ -93,7 +98,12 @@ def load_hparams(
     6
     """
     text = compose_yaml(*paths)
-    overrides = overrides or {}
+    overrides = dict(overrides or {})
+    if paths and re.search(r"^project_root:", text, re.M):
+        # recipes/<Dataset>/dataset.yaml -> the folder holding recipes/
+        overrides.setdefault(
+            "project_root", str(Path(paths[0]).resolve().parents[2])
+        )
     hparams = load_hyperpyyaml(text, overrides)
     resolved = resolve_references(text, overrides).getvalue()
     return hparams, resolved

@@ -1,22 +1,45 @@
-"""SpeechBrain datasets for audio classification and tagging manifests.
+"""Manifests, datasets and the shared steps of the recipes' data preparation.
 
 A manifest is a CSV with ``ID``, ``duration``, ``wav`` and ``label``
 (multi-label: class names joined by ``;``). Every item yields ``sig`` (the
 16 kHz mono waveform) and ``targets`` (a one-hot or multi-hot float vector),
 so single- and multi-label recipes share one Brain.
+
+A prepared folder holds ``train.csv``, ``valid.csv``, ``test.csv``,
+``classes.txt`` (one name a line) and ``prepare.json`` (what was done). The
+prepare scripts of the recipes add only their dataset's facts to the helpers
+here (download, clip checking, manifest writing, the command line).
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import json
+import logging
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import (
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import speechbrain as sb
 import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from fastast_sb.audio import load_audio
+from fastast_sb.audio import AudioError, audio_duration, load_audio
 
+PathLike = Union[str, Path]
 SPLITS = ("train", "valid", "test")
 
 
@@ -24,11 +47,18 @@ class DataError(ValueError):
     """A data folder or manifest that cannot be used, with the reason."""
 
 
-def fetch(url: str, path: Union[str, Path], where: str) -> Path:
+def fetch(
+    url: str,
+    path: PathLike,
+    where: str,
+    extract_to: Optional[PathLike] = None,
+) -> Path:
     """Download ``url`` to ``path`` (an explicit prepare step only).
 
-    Offline (or on any network error) this raises a :class:`DataError` that
-    names the URL and, with ``where``, how to put the data in place by hand.
+    With ``extract_to`` the zip or tar archive is extracted there (unsafe
+    tar members refused), deleted, and ``extract_to`` returned. Offline (or
+    on any network error) it raises a :class:`DataError` that names the URL
+    and, with ``where``, how to put the data in place by hand.
 
     Example
     -------
@@ -47,11 +77,23 @@ def fetch(url: str, path: Union[str, Path], where: str) -> Path:
             f"could not download {url} ({err}). Offline? Download it "
             f"elsewhere and {where}."
         ) from err
-    return Path(path)
+    if extract_to is None:
+        return Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(extract_to)
+    else:
+        with tarfile.open(path) as tf:
+            if hasattr(tarfile, "data_filter"):  # refuse unsafe members
+                tf.extractall(extract_to, filter="data")
+            else:
+                tf.extractall(extract_to)
+    Path(path).unlink()
+    return Path(extract_to)
 
 
 def make_label_encoder(
-    classes: Iterable[str], save_path: Optional[Union[str, Path]] = None
+    classes: Iterable[str], save_path: Optional[PathLike] = None
 ) -> CategoricalEncoder:
     """A label encoder with ``classes`` in the given order (saved if asked).
 
@@ -68,14 +110,14 @@ def make_label_encoder(
     return encoder
 
 
-def read_classes(path: Union[str, Path]) -> List[str]:
-    """One class name per line.
+def read_classes(path: PathLike) -> List[str]:
+    """The non-empty lines of a file, stripped (one class name a line).
 
     Example
     -------
     >>> import tempfile, os
     >>> f = os.path.join(tempfile.mkdtemp(), "c.txt")
-    >>> _ = open(f, "w").write("a\\nb\\n")
+    >>> _ = open(f, "w").write("a\\n\\nb\\n")
     >>> read_classes(f)
     ['a', 'b']
     """
@@ -107,27 +149,15 @@ def targets_from_labels(
 
 
 def classification_dataset(
-    manifest: Union[str, Path],
+    manifest: PathLike,
     encoder: CategoricalEncoder,
     sample_rate: int = 16000,
     multilabel: bool = False,
 ) -> sb.dataio.dataset.DynamicItemDataset:
-    """A dataset of ``sig`` and ``targets`` items from a CSV manifest.
+    """A dataset of ``id``, ``sig`` and ``targets`` from a CSV manifest.
 
-    Arguments
-    ---------
-    manifest : str or Path
-        CSV with ID, duration, wav, label.
-    encoder : CategoricalEncoder
-        Class names -> indices.
-    sample_rate : int
-        Audio is resampled to this rate (mono).
-    multilabel : bool
-        ``label`` holds ``;``-joined class names.
-
-    Returns
-    -------
-    DynamicItemDataset
+    Audio is resampled to ``sample_rate`` (mono); with ``multilabel`` the
+    ``label`` column holds ``;``-joined class names.
     """
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(str(manifest))
 
@@ -148,33 +178,16 @@ def classification_dataset(
 
 
 def manifest_datasets(
-    folder: Union[str, Path],
+    folder: PathLike,
     n_classes: int,
     sample_rate: int = 16000,
     multilabel: bool = False,
 ) -> dict:
-    """Datasets of a prepared run folder (``classes.txt``, split CSVs).
+    """The ``train``, ``valid``, ``test`` datasets and ``encoder`` of a
+    prepared folder.
 
-    Checks the class count against the model's, writes the label encoder
-    (``label_encoder.txt``, main process only) and builds one dataset per
-    split.
-
-    Arguments
-    ---------
-    folder : str or Path
-        Where a recipe's prepare step wrote ``classes.txt`` and
-        ``train.csv`` / ``valid.csv`` / ``test.csv``.
-    n_classes : int
-        Classes of the model's head.
-    sample_rate : int
-        Audio rate after resampling.
-    multilabel : bool
-        Labels are ``;``-joined class names.
-
-    Returns
-    -------
-    dict
-        ``train``, ``valid``, ``test`` datasets and the ``encoder``.
+    Checks the class count against the model's ``n_classes`` and writes the
+    label encoder (``label_encoder.txt``, main process only).
     """
     out = Path(folder)
     classes = read_classes(out / "classes.txt")
@@ -195,3 +208,166 @@ def manifest_datasets(
     }
     sets["encoder"] = encoder
     return sets
+
+
+# ------------------------------------------------------------ preparation
+def clip_durations(
+    clips: Mapping[str, Optional[Path]],
+) -> Tuple[Dict[str, float], Dict[str, str]]:
+    """Seconds of every usable clip, and why each other one is not.
+
+    A ``None`` path is ``missing``, an absent file ``missing: PATH``, a
+    file the decoder rejects ``unreadable: PATH (reason)``.
+
+    Example
+    -------
+    >>> clip_durations({"a": None, "b": Path("/no/b.wav")})
+    ({}, {'a': 'missing', 'b': 'missing: /no/b.wav'})
+    """
+    durations: Dict[str, float] = {}
+    problems: Dict[str, str] = {}
+    for key, path in clips.items():
+        if path is None or not path.is_file():
+            problems[key] = "missing" if path is None else f"missing: {path}"
+            continue
+        try:
+            durations[key] = audio_duration(path)
+        except AudioError as err:
+            problems[key] = f"unreadable: {path} ({err})"
+    return durations, problems
+
+
+def check_clips(
+    clips: Mapping[str, Path], where: str, most: Optional[int] = None
+) -> Dict[str, float]:
+    """Seconds of every clip; all unusable ones (``most`` shown) in one
+    :class:`DataError`: ``"N of M clips <where> cannot be used: ..."``.
+
+    Example
+    -------
+    >>> check_clips({"x": Path("/no/x.wav")}, "in /no")
+    Traceback (most recent call last):
+    ...
+    fastast_sb.dataio.DataError: 1 of 1 clips in /no cannot be used:
+      missing: /no/x.wav
+    """
+    durations, problems = clip_durations(clips)
+    if problems:
+        raise DataError(
+            f"{len(problems)} of {len(clips)} clips {where} cannot be "
+            "used:\n  " + "\n  ".join(list(problems.values())[:most])
+        )
+    return durations
+
+
+def manifest_paths(save: PathLike) -> Dict[str, Path]:
+    """The split manifests and ``classes`` file of a prepared folder.
+
+    Example
+    -------
+    >>> sorted(manifest_paths("out"))
+    ['classes', 'test', 'train', 'valid']
+    """
+    paths = {split: Path(save) / f"{split}.csv" for split in SPLITS}
+    paths["classes"] = Path(save) / "classes.txt"
+    return paths
+
+
+def write_manifests(
+    save: PathLike,
+    splits: Mapping[str, Sequence[Mapping[str, object]]],
+    fields: Sequence[str],
+    classes: Sequence[str],
+    info: Mapping[str, object],
+) -> Dict[str, str]:
+    """Write ``<split>.csv`` for each of ``splits``, ``classes.txt`` and
+    ``info`` (what was done) as ``prepare.json``.
+
+    Returns
+    -------
+    dict
+        Paths (str) of the ``train``, ``valid``, ``test`` manifests and
+        ``classes``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> rows = [{"ID": "a", "duration": "1.0", "wav": "a.wav", "label": "x"}]
+    >>> out = write_manifests(tempfile.mkdtemp(), dict.fromkeys(SPLITS, rows),
+    ...                       list(rows[0]), ["x"], {"counts": [1]})
+    >>> open(out["test"]).read().split()
+    ['ID,duration,wav,label', 'a,1.0,a.wav,x']
+    """
+    Path(save).mkdir(parents=True, exist_ok=True)
+    paths = manifest_paths(save)
+    for split, rows in splits.items():
+        with open(paths[split], "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields))
+            writer.writeheader()
+            writer.writerows(rows)
+    paths["classes"].write_text("\n".join(classes) + "\n")
+    (Path(save) / "prepare.json").write_text(json.dumps(info, indent=2))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def previous_prepare(save: PathLike, options: Mapping) -> Optional[dict]:
+    """``prepare.json`` of an earlier preparation with the same ``options``
+    whose manifests all exist (delete it to prepare again), else None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> previous_prepare(tempfile.mkdtemp(), {}) is None
+    True
+    """
+    info_path = Path(save) / "prepare.json"
+    files = manifest_paths(save).values()
+    if not info_path.is_file() or not all(p.is_file() for p in files):
+        return None
+    info = json.loads(info_path.read_text())
+    return info if info.get("options") == options else None
+
+
+def prepare_main(
+    argv: Optional[Sequence[str]],
+    doc: str,
+    download: Callable[[str], object],
+    prepare: Callable[[argparse.Namespace], Optional[str]],
+    check: Optional[Callable[[argparse.Namespace], str]] = None,
+    options: Optional[Mapping[str, Mapping]] = None,
+    download_help: Optional[str] = None,
+) -> int:
+    """A prepare script's command line; returns the exit status.
+
+    It takes ``--data_folder``, ``--save_folder`` (required without
+    ``check``), ``--download`` and ``options`` (flag -> ``add_argument``
+    keywords), described by ``doc``'s first line. It downloads if asked,
+    then runs ``prepare(args)`` (with a save folder) or ``check(args)`` and
+    prints what they return. A :class:`DataError` goes to stderr (status 1).
+
+    Example
+    -------
+    >>> prepare_main(["--data_folder", "d"], "Prepare X.", print, print,
+    ...              lambda args: f"{args.data_folder} is fine")
+    d is fine
+    0
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--save_folder", required=check is None)
+    parser.add_argument("--download", action="store_true", help=download_help)
+    for flag, kwargs in (options or {}).items():
+        parser.add_argument(flag, **kwargs)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    try:
+        if args.download:
+            download(args.data_folder)
+        job = prepare if args.save_folder or check is None else check
+        message = job(args)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if message:
+        print(message)
+    return 0

@@ -1,18 +1,16 @@
 """Knowledge-distillation losses (CMKD convention).
 
-The loss follows Cross-Model Knowledge Distillation (CMKD) as used to train
-FastAST students from a frozen teacher::
+FastAST students learn from a frozen teacher with the Cross-Model Knowledge
+Distillation (CMKD) loss::
 
     loss = lam * L_task(psi(z_s), y)
            + (1 - lam) * L_kd(psi(z_s), psi(z_t / tau))
 
-* single-label data (ESC-50): ``psi`` is the softmax, both terms are
-  cross-entropies; the KD term is the cross-entropy between
-  ``softmax(z_t / tau)`` and ``log_softmax(z_s)`` (KL divergence plus the
-  teacher entropy, a constant for the student);
-* multi-label data (AudioSet, Speech Commands as AST trains it): ``psi`` is
-  the sigmoid and both terms are binary cross-entropies with logits; the KD
-  target is ``sigmoid(z_t / tau)``.
+Both terms are :func:`fastast_sb.losses.task_loss`: softmax cross-entropy
+for single-label data (ESC-50; the KD term is the KL divergence plus the
+teacher entropy, a constant for the student), sigmoid BCE for multi-label
+data (AudioSet, Speech Commands as AST trains it), the KD target being
+``psi(z_t / tau)``.
 
 The paper scales only the teacher logits by ``tau``; the ``tau ** 2`` factor of
 Hinton et al. is available as a switch and is off by default.
@@ -27,13 +25,11 @@ G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural
 Network", NeurIPS Deep Learning Workshop, 2015.
 """
 
-import logging
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 
-logger = logging.getLogger(__name__)
+from fastast_sb.losses import task_loss
 
 __all__ = ["cmkd_loss", "target_confidence"]
 
@@ -122,17 +118,9 @@ def cmkd_loss(
         ``"total"``, ``"task"`` and ``"kd"``, each a scalar tensor (means over
         the batch; over batch and classes for the multi-label BCE terms).
 
-    Raises
-    ------
-    ValueError
-        When student and teacher shapes differ, the targets do not fit the
-        logits, ``lam`` is outside ``[0, 1]`` or ``tau <= 0``.
-
     Example
     -------
-    >>> import torch
-    >>> student = torch.zeros(2, 3)
-    >>> teacher = torch.zeros(2, 3)
+    >>> student, teacher = torch.zeros(2, 3), torch.zeros(2, 3)
     >>> out = cmkd_loss(student, torch.tensor([0, 2]), teacher)
     >>> sorted(out)
     ['kd', 'task', 'total']
@@ -154,20 +142,10 @@ def cmkd_loss(
         )
     _check_targets(targets, student_logits, multilabel)
 
-    teacher_logits = teacher_logits.detach().to(student_logits.dtype) / tau
-    if multilabel:
-        targets = targets.to(student_logits.dtype)
-        task = F.binary_cross_entropy_with_logits(student_logits, targets)
-        kd = F.binary_cross_entropy_with_logits(
-            student_logits, torch.sigmoid(teacher_logits)
-        )
-    else:
-        if targets.dim() == 2:
-            targets = targets.to(student_logits.dtype)
-        task = F.cross_entropy(student_logits, targets)
-        kd = F.cross_entropy(
-            student_logits, torch.softmax(teacher_logits, dim=-1)
-        )
+    z_t = teacher_logits.detach().to(student_logits.dtype) / tau
+    soft = torch.sigmoid(z_t) if multilabel else torch.softmax(z_t, dim=-1)
+    task = task_loss(student_logits, targets, multilabel)
+    kd = task_loss(student_logits, soft, multilabel)
     if tau2:
         kd = kd * tau**2
     total = lam * task + (1.0 - lam) * kd

@@ -42,17 +42,9 @@ def abs_lengths(
 class KaldiFbank(nn.Module):
     """Batched, length-aware Kaldi fbank with AST's parameters.
 
-    Arguments
-    ---------
-    sample_rate : int
-        Input sample rate (AST: 16000).
-    n_mels : int
-        Mel bins.
-    target_length : int, optional
-        Pad with zeros / cut at the end to this many frames; without it the
-        batch is padded to its longest example.
-    frame_shift : float
-        Milliseconds between frames.
+    ``n_mels`` bins every ``frame_shift`` ms of ``sample_rate`` audio,
+    zero-padded or cut at the end to ``target_length`` frames (without it,
+    to the batch's longest example).
 
     Example
     -------
@@ -99,20 +91,8 @@ class KaldiFbank(nn.Module):
     def forward(
         self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Compute features.
-
-        Arguments
-        ---------
-        wavs : torch.Tensor
-            [B, S] waveforms (or [S]).
-        lens : torch.Tensor, optional
-            [B] relative lengths; samples past them are ignored.
-
-        Returns
-        -------
-        torch.Tensor
-            [B, T, n_mels] log-mel features.
-        """
+        """[B, S] (or [S]) waveforms -> [B, T, n_mels] log-mel features;
+        samples past the relative lengths ``lens`` [B] are ignored."""
         if wavs.ndim == 1:
             wavs = wavs.unsqueeze(0)
         if wavs.ndim != 2:
@@ -123,20 +103,26 @@ class KaldiFbank(nn.Module):
         wavs = wavs.float()
         feats = [self.single(w[: int(k)]) for w, k in zip(wavs, n)]
         length = self.target_length or max(f.shape[0] for f in feats)
-        out = wavs.new_zeros(len(feats), length, self.n_mels)
-        for i, f in enumerate(feats):
-            k = min(length, f.shape[0])
-            out[i, :k] = f[:k]
-        return out
+        if not feats:
+            return wavs.new_zeros(0, length, self.n_mels)
+        return torch.stack([self.fit(f, length) for f in feats])
+
+    def fit(
+        self, feats: torch.Tensor, length: Optional[int] = None
+    ) -> torch.Tensor:
+        """[frames, n_mels] -> [length, n_mels]: zero frames added or frames
+        cut at the end (``length``: ``target_length``; None keeps all)."""
+        length = length or self.target_length
+        if length is None:
+            return feats
+        feats = feats[:length]
+        return nn.functional.pad(feats, (0, 0, 0, length - feats.shape[0]))
 
 
 class GlobalNorm(nn.Module):
     """AST's normalisation ``(x - mean) / (2 * std)`` with fixed statistics.
 
-    Arguments
-    ---------
-    mean, std : float
-        Dataset statistics (see ``NORM_STATS``).
+    ``mean`` and ``std`` are dataset statistics (see ``NORM_STATS``).
 
     Example
     -------
@@ -158,26 +144,22 @@ class GlobalNorm(nn.Module):
         return (x - self.mean) / (2 * self.std)
 
 
-def _mask_bounds(
+def _band(
     batch: int, max_width: int, dim: int, generator: Optional[torch.Generator]
-) -> Tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
+    """[B, dim] mask, True in one random band (< max_width) per example."""
     width = (torch.rand(batch, generator=generator) * max_width).long()
     width = torch.minimum(width, torch.tensor(dim))
     start = (torch.rand(batch, generator=generator) * (dim - width)).long()
-    return start, start + width
+    idx = torch.arange(dim)[None]
+    return (idx >= start[:, None]) & (idx < (start + width)[:, None])
 
 
 class SpecAugment(nn.Module):
     """One frequency and one time mask per example, filled with 0.
 
-    AST applies it to the raw fbank, before normalisation, in training only.
-
-    Arguments
-    ---------
-    freqm : int
-        Maximum frequency-mask width (bins).
-    timem : int
-        Maximum time-mask width (frames).
+    AST applies it to the raw fbank, before normalisation, in training
+    only; ``freqm`` (bins) and ``timem`` (frames) are the widest masks.
 
     Example
     -------
@@ -206,31 +188,19 @@ class SpecAugment(nn.Module):
         b, t, f = x.shape
         keep = torch.ones(b, t, f, dtype=torch.bool)
         if self.freqm > 0:
-            lo, hi = _mask_bounds(b, self.freqm, f, generator)
-            idx = torch.arange(f)[None]
-            fmask = (idx >= lo[:, None]) & (idx < hi[:, None])  # [B, F]
-            keep &= ~fmask[:, None, :]
+            keep &= ~_band(b, self.freqm, f, generator)[:, None, :]
         if self.timem > 0:
-            lo, hi = _mask_bounds(b, self.timem, t, generator)
-            idx = torch.arange(t)[None]
-            tmask = (idx >= lo[:, None]) & (idx < hi[:, None])  # [B, T]
-            keep &= ~tmask[:, :, None]
+            keep &= ~_band(b, self.timem, t, generator)[:, :, None]
         return x * keep.to(x.device, x.dtype)
 
 
 class Mixup(nn.Module):
     """AST-style waveform mixup within a batch.
 
-    With probability ``prob`` an example is mixed with a random partner of
-    the batch: ``lam * w1 + (1 - lam) * w2`` (mean removed), targets mixed
-    the same way, ``lam ~ Beta(alpha, alpha)``.
-
-    Arguments
-    ---------
-    prob : float
-        Per-example mixing probability (0 disables).
-    alpha : float
-        Beta distribution parameter (AST: 10).
+    With probability ``prob`` (0 disables) an example is mixed with a
+    random partner of the batch: ``lam * w1 + (1 - lam) * w2`` (mean
+    removed), targets mixed the same way, ``lam ~ Beta(alpha, alpha)``
+    (AST: ``alpha`` = 10).
 
     Example
     -------
@@ -255,13 +225,8 @@ class Mixup(nn.Module):
         targets: torch.Tensor,
         lens: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """Mix waveforms [B, S] and soft targets [B, C] (training only).
-
-        Returns
-        -------
-        wavs, targets, lens
-            Mixed waveforms, mixed targets, lengths (max of the pair).
-        """
+        """Mix waveforms [B, S] and soft targets [B, C] (training only);
+        a mixed example's length is the longer of the pair's."""
         if not self.training or self.prob == 0.0:
             return wavs, targets, lens
         b = wavs.shape[0]
@@ -291,19 +256,11 @@ class Mixup(nn.Module):
 class TimeShift(nn.Module):
     """Random circular time shift of each training waveform.
 
-    Each clip is rolled circularly within its own valid length (padding
-    stays at the end) by a shift drawn uniformly from
-    ``[-max_shift, max_shift]`` seconds; a shift longer than the clip wraps
-    around it. It acts on the waveform before
-    mixup, so a teacher with its own front end sees the same shifted audio
-    as the student. Identity in eval mode or with ``max_shift == 0``.
-
-    Arguments
-    ---------
-    max_shift : float
-        Largest shift in seconds (0 disables).
-    sample_rate : int
-        Sample rate of the waveforms.
+    Each clip is rolled within its own valid length (padding stays at the
+    end) by a shift drawn uniformly from ``[-max_shift, max_shift]``
+    seconds (0 disables) of ``sample_rate`` audio. It acts on the waveform
+    before mixup, so a teacher with its own front end hears the same
+    shifted audio. Identity in eval mode.
 
     Example
     -------

@@ -13,23 +13,11 @@ import torch.nn.functional as F
 def task_loss(
     logits: torch.Tensor, targets: torch.Tensor, multilabel: bool = False
 ) -> torch.Tensor:
-    """Mean loss of ``logits`` [B, C] against ``targets``.
+    """Mean loss of ``logits`` [B, C] against ``targets``: [B, C]
+    probabilities / multi-hot, or [B] class indices (single-label only).
 
-    Arguments
-    ---------
-    logits : torch.Tensor
-        [B, C] raw scores.
-    targets : torch.Tensor
-        [B, C] probabilities / multi-hot, or [B] class indices
-        (single-label only).
-    multilabel : bool
-        Sigmoid + BCE (AudioSet, Speech Commands as AST trains it) instead
-        of softmax cross-entropy.
-
-    Returns
-    -------
-    torch.Tensor
-        Scalar loss.
+    ``multilabel``: sigmoid + BCE (AudioSet, Speech Commands as AST trains
+    it) instead of softmax cross-entropy.
 
     Example
     -------

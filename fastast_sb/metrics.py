@@ -2,22 +2,16 @@
 
 * accuracy: top-1 against the argmax of the targets (ESC-50, Speech
   Commands);
-* mAP: mean over classes of the average precision (area under the
-  precision-recall curve, summed over distinct score thresholds as in
-  scikit-learn's ``average_precision_score``);
-* mAUC: mean over classes of the ROC AUC (Mann-Whitney statistic, ties
-  counted one half);
+* mAP: mean over classes of the average precision (summed over distinct
+  score thresholds, as scikit-learn's ``average_precision_score``);
+* mAUC: mean over classes of the ROC AUC (Mann-Whitney, ties count half);
 * d': ``sqrt(2) * Phi^-1(mAUC)``.
 
-Classes without a positive example have no average precision (and classes
-without a positive or without a negative have no AUC): they are skipped and
-counted, never silently averaged in as zeros.
-
-Under DDP every process holds the scores of its own part of the data;
-:meth:`ScoreCollector.gather` collects them (``torch.distributed``
-all-gather, padded to equal lengths; gloo works on CPU) and drops
-duplicated example ids before anything is computed, so the numbers are those
-of the whole set whatever the number of processes.
+Classes without a positive (for AUC: or without a negative) are skipped and
+counted, never averaged in as zeros. Under DDP,
+:meth:`ScoreCollector.gather` all-gathers the processes' scores (gloo works
+on CPU) and drops duplicated example ids first, so the numbers are those of
+the whole set whatever the number of processes.
 
 References: Gong et al., "AST: Audio Spectrogram Transformer", Interspeech
 2021 (accuracy for ESC-50 and Speech Commands, mAP / mAUC / d' for
@@ -108,87 +102,63 @@ class ScoreCollector:
         return out
 
     def gather(self) -> ScoreCollector:
-        """All processes' scores (DDP), duplicates dropped by id.
+        """A collector with every DDP process's examples in rank order,
+        duplicates dropped by id.
 
-        Every process of the group must call it (it is a collective); it
-        returns ``self`` when ``torch.distributed`` is not initialised, the
-        group has one process, or the caller runs inside SpeechBrain's
-        ``run_on_main`` / ``main_process_only`` (other processes are not
-        there to answer).
-
-        Returns
-        -------
-        ScoreCollector
-            A collector with the examples of every process, in rank order.
+        A collective: every process of the group calls it. It returns
+        ``self`` without a group, with one process, or inside SpeechBrain's
+        ``run_on_main`` / ``main_process_only`` (the others cannot answer).
         """
         if not _collective_possible():
             return self
-        world = dist.get_world_size()
         device = _comm_device()
-        stacked = self.stacked()
-        n_local = 0 if stacked is None else stacked[0].shape[0]
-        n_cols = -1 if stacked is None else stacked[0].shape[1]
-        t_cols = -1 if stacked is None else _cols(stacked[1])
-        shape = torch.tensor([n_local, n_cols, t_cols], device=device)
-        shapes = [torch.zeros_like(shape) for _ in range(world)]
-        dist.all_gather(shapes, shape)
-        shapes_l = [s.tolist() for s in shapes]
-        n_max = max(s[0] for s in shapes_l)
-        cols = {s[1] for s in shapes_l if s[0] > 0}
-        tcols = {s[2] for s in shapes_l if s[0] > 0}
+        lg, tg = self.stacked() or (torch.zeros(0, 0), torch.zeros(0, 0))
+        tg_2d = tg[:, None] if tg.ndim == 1 else tg  # class indices [N]
+        mine = [len(lg), lg.shape[1], tg.shape[1] if tg.ndim == 2 else 0]
+        shapes = [
+            t.tolist() for t in _all_gather(torch.tensor(mine, device=device))
+        ]
+        cols = {s[1] for s in shapes if s[0] > 0}
+        tcols = {s[2] for s in shapes if s[0] > 0}
         if len(cols) > 1 or len(tcols) > 1:
             raise ValueError(
                 f"processes collected scores of different widths {cols} / "
                 f"targets {tcols}; expected one model and label set"
             )
-        all_ids = [None] * world
+        all_ids = [None] * len(shapes)
         dist.all_gather_object(all_ids, self.ids)
         out = ScoreCollector()
+        n_max = max(s[0] for s in shapes)
         if n_max == 0:
             return out
         n_cols, t_cols = cols.pop(), tcols.pop()
-        logits = _padded(stacked, 0, n_max, n_cols, device)
-        targets = _padded(stacked, 1, n_max, t_cols, device)
-        logit_parts = [torch.empty_like(logits) for _ in range(world)]
-        target_parts = [torch.empty_like(targets) for _ in range(world)]
-        dist.all_gather(logit_parts, logits)
-        dist.all_gather(target_parts, targets)
+        # Each process sends [n_max, logits | targets], zero-padded.
+        block = torch.zeros(n_max, n_cols + max(t_cols, 1), device=device)
+        if len(lg):
+            block[: len(lg)] = torch.cat([lg, tg_2d], 1).to(device)
         with_ids = all(ids is not None for ids in all_ids)
-        seen = set()
-        for rank, (n, _, _) in enumerate(shapes_l):
+        seen: set = set()
+        for (n, _, _), part, ids in zip(shapes, _all_gather(block), all_ids):
             if n == 0:
                 continue
-            lg = logit_parts[rank][:n].cpu()
-            tg = target_parts[rank][:n].cpu()
-            if t_cols == 0:
-                tg = tg[:, 0]
-            ids = all_ids[rank] if with_ids else None
-            if ids is not None:
+            part = part[:n].cpu()
+            lg, tg = part[:, :n_cols], part[:, n_cols:]
+            tg = tg[:, 0] if t_cols == 0 else tg
+            if with_ids:
                 keep = [i for i, k in enumerate(ids) if k not in seen]
                 seen.update(ids)
-                lg, tg = lg[keep], tg[keep]
-                ids = [ids[i] for i in keep]
-            out.append(lg, tg, ids)
+                lg, tg, ids = lg[keep], tg[keep], [ids[i] for i in keep]
+            out.append(lg, tg, ids if with_ids else None)
         return out
 
 
 def mean_over_processes(value: float, weight: float) -> float:
-    """Weighted mean of ``value`` over DDP processes (``value`` if alone).
+    """``sum(value * weight) / sum(weight)`` over DDP processes.
 
-    A collective, like :meth:`ScoreCollector.gather`: every process calls
-    it, unless none can (no group, one process, inside ``run_on_main``).
-
-    Arguments
-    ---------
-    value : float
-        This process's mean (e.g. its average validation loss).
-    weight : float
-        Its number of examples.
-
-    Returns
-    -------
-    float
-        ``sum(value * weight) / sum(weight)`` over processes.
+    ``value`` is this process's mean (e.g. its validation loss), ``weight``
+    its number of examples. A collective, like :meth:`ScoreCollector.gather`
+    (``value`` itself without a group, with one process or inside
+    ``run_on_main``).
 
     Example
     -------
@@ -197,12 +167,8 @@ def mean_over_processes(value: float, weight: float) -> float:
     """
     if not _collective_possible():
         return float(value)
-    device = _comm_device()
-    buf = torch.tensor(
-        [float(value) * float(weight), float(weight)],
-        dtype=torch.float64,
-        device=device,
-    )
+    pair = [float(value) * float(weight), float(weight)]
+    buf = torch.tensor(pair, dtype=torch.float64, device=_comm_device())
     dist.all_reduce(buf)
     total, count = buf.tolist()
     return float(value) if count == 0 else total / count
@@ -226,25 +192,11 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _cols(targets: torch.Tensor) -> int:
-    """Target width; 0 for class indices [N]."""
-    return targets.shape[1] if targets.ndim == 2 else 0
-
-
-def _padded(
-    stacked: Optional[tuple],
-    which: int,
-    n_max: int,
-    cols: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """[n_max, max(cols, 1)] float tensor: this process's rows, then zeros."""
-    out = torch.zeros(n_max, max(cols, 1), device=device)
-    if stacked is not None:
-        x = stacked[which]
-        x = x[:, None] if x.ndim == 1 else x
-        out[: x.shape[0]] = x.to(device)
-    return out
+def _all_gather(x: torch.Tensor) -> List[torch.Tensor]:
+    """``x`` of every process, in rank order (a collective)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x)
+    return parts
 
 
 def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -304,19 +256,9 @@ def _roc_auc_1d(s: np.ndarray, y: np.ndarray) -> float:
 def average_precision(
     scores: torch.Tensor, targets: torch.Tensor
 ) -> List[Optional[float]]:
-    """Per-class average precision; ``None`` for classes without positives.
-
-    Arguments
-    ---------
-    scores : torch.Tensor
-        [N, C] logits or probabilities (only their order matters).
-    targets : torch.Tensor
-        [N, C] multi-hot labels (values >= 0.5 count as positive).
-
-    Returns
-    -------
-    list
-        C floats in [0, 1], or ``None`` where a class has no positive.
+    """Per-class average precision of [N, C] ``scores`` (logits or
+    probabilities: only their order matters) against [N, C] multi-hot
+    ``targets`` (>= 0.5 is positive); ``None`` for a class without positive.
 
     Example
     -------
@@ -344,12 +286,11 @@ def roc_auc(
     [0.875]
     """
     s, y = _as_binary(scores, targets)
-    out: List[Optional[float]] = []
-    for c in range(s.shape[1]):
-        n_pos = int(y[:, c].sum())
-        ok = 0 < n_pos < y.shape[0]
-        out.append(_roc_auc_1d(s[:, c], y[:, c]) if ok else None)
-    return out
+    n_pos = y.sum(axis=0)
+    return [
+        _roc_auc_1d(s[:, c], y[:, c]) if 0 < n_pos[c] < len(y) else None
+        for c in range(s.shape[1])
+    ]
 
 
 def d_prime(auc: float) -> float:
@@ -379,22 +320,10 @@ def _mean(values: Sequence[Optional[float]]) -> Tuple[float, int]:
 def tagging_metrics(
     scores: torch.Tensor, targets: torch.Tensor
 ) -> Dict[str, float]:
-    """mAP, mAUC and d' with the classes that could not be scored counted.
-
-    Arguments
-    ---------
-    scores : torch.Tensor
-        [N, C] logits (or probabilities).
-    targets : torch.Tensor
-        [N, C] multi-hot labels.
-
-    Returns
-    -------
-    dict
-        ``mAP``; ``mAUC``; ``dprime`` (from mAUC); ``ap_skipped`` (classes
-        without a positive, left out of mAP); ``auc_skipped`` (classes
-        without a positive or a negative, left out of mAUC). A mean over
-        no class is NaN.
+    """``mAP``, ``mAUC``, ``dprime`` (from mAUC) of [N, C] scores against
+    multi-hot targets, and the classes left out: ``ap_skipped`` (without a
+    positive) and ``auc_skipped`` (without a positive or a negative). A
+    mean over no class is NaN.
 
     Example
     -------

@@ -28,19 +28,8 @@ from torch.utils.data import Sampler
 def label_balanced_weights(
     labels: Sequence[Sequence[str]], smoothing: float = 0.0
 ) -> torch.Tensor:
-    """Per-example weights ``sum over its labels of 1 / (count + smoothing)``.
-
-    Arguments
-    ---------
-    labels : sequence of sequences of str
-        The label set of each example.
-    smoothing : float
-        Added to every class count (larger: closer to uniform sampling).
-
-    Returns
-    -------
-    torch.Tensor
-        [N] float64 weights.
+    """[N] float64 weights: over each example's label set, the sum of
+    ``1 / (count + smoothing)`` (larger ``smoothing``: closer to uniform).
 
     Example
     -------

@@ -30,7 +30,7 @@ import sys
 import time
 from typing import List, Tuple
 
-from fastast_sb.benchmark import run
+from fastast_sb.benchmark.cli import run
 
 Check = Tuple[str, float, float]
 

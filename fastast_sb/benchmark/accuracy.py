@@ -1,13 +1,11 @@
 """Accuracy or mAP of a trained model for each merge schedule.
 
-The columns of FastAST's Table 1: the same trained weights evaluated with
-token merging at inference only, for every r of the sweep, and (from a
-second checkpoint) a model trained with merging. A checkpoint is a model
-folder (:mod:`fastast_sb.inference.folder`) or a recipe run folder, which
-is exported to a temporary model folder first; either way the features go
-through the model's own ``compute_features`` and ``mean_var_norm`` (one
-frontend for training and inference). The evaluation set is a recipe
-manifest (CSV with ``ID``, ``duration``, ``wav``, ``label``).
+FastAST's Table 1 columns: the same weights with merging at inference only,
+and (a second checkpoint) a model trained with merging. A checkpoint is a
+model folder (:mod:`fastast_sb.inference.folder`) or a recipe run folder,
+exported to a temporary model folder first; the features go through the
+model's own ``compute_features`` and ``mean_var_norm``. The evaluation set
+is a recipe manifest (CSV with ``ID``, ``duration``, ``wav``, ``label``).
 
 Reference: S. R. Behera et al., "FastAST: Accelerating Audio Spectrogram
 Transformer via Token Merging and Cross-Model Knowledge Distillation",
@@ -21,14 +19,14 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from fastast_sb.audio import load_audio
 from fastast_sb.dataio import targets_from_labels
 from fastast_sb.metrics import accuracy, tagging_metrics
-from fastast_sb.tome.schedule import RSpec
+from fastast_sb.timing import autocast_for
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +35,7 @@ PathLike = Union[str, Path]
 
 @dataclass
 class EvalSet:
-    """Normalised features and targets of a manifest, computed once.
-
-    Attributes
-    ----------
-    feats : torch.Tensor
-        [M, T, F] model input (on the CPU).
-    targets : torch.Tensor
-        [M, C] one-hot or multi-hot targets.
-    """
+    """A manifest's features [M, T, F] (CPU) and targets [M, C], once."""
 
     feats: torch.Tensor
     targets: torch.Tensor
@@ -65,19 +55,9 @@ def is_run_folder(path: PathLike) -> bool:
 
 
 def load_classifier(path: PathLike, device: str = "cpu"):
-    """An :class:`~fastast_sb.inference.tagger.AudioTagger` from a folder.
+    """An :class:`~fastast_sb.inference.tagger.AudioTagger` on ``device``.
 
-    Arguments
-    ---------
-    path : str or Path
-        A model folder, or a recipe run folder (exported first).
-    device : str
-        Where the modules live.
-
-    Returns
-    -------
-    AudioTagger
-        With ``mods.embedding_model`` (the AST) and ``mods.classifier``.
+    ``path`` is a model folder or a recipe run folder (exported first).
 
     Example
     -------
@@ -133,17 +113,9 @@ def default_manifest(path: PathLike) -> Optional[Path]:
 def load_eval_set(tagger, manifest: PathLike) -> EvalSet:
     """Features and targets of every clip of a manifest.
 
-    Arguments
-    ---------
-    tagger : AudioTagger
-        Provides the frontend, the label encoder and ``multilabel``.
-    manifest : str or Path
-        CSV with ``wav`` and ``label`` columns (``;``-joined labels for
-        multi-label data).
-
-    Returns
-    -------
-    EvalSet
+    ``tagger`` gives the frontend, the label encoder and ``multilabel``;
+    the manifest has ``wav`` and ``label`` columns (``;``-joined labels
+    for multi-label data).
 
     Example
     -------
@@ -187,29 +159,13 @@ def load_eval_set(tagger, manifest: PathLike) -> EvalSet:
 def evaluate(
     tagger,
     data: EvalSet,
-    r: RSpec,
+    r: Any,
     batch_size: int = 8,
     dtype: Optional[torch.dtype] = None,
 ) -> Tuple[str, float]:
-    """Accuracy (single-label) or mAP (multi-label) at merge schedule r.
+    """``("acc", value)`` (single-label) or ``("mAP", value)`` at ``r``.
 
-    Arguments
-    ---------
-    tagger : AudioTagger
-        The model.
-    data : EvalSet
-        From :func:`load_eval_set`.
-    r : schedule
-        Merge schedule (inference-only merging).
-    batch_size : int
-        Clips per forward pass.
-    dtype : torch.dtype, optional
-        Autocast dtype.
-
-    Returns
-    -------
-    (str, float)
-        ``("acc", value)`` or ``("mAP", value)``.
+    ``batch_size`` clips per forward pass, autocast to ``dtype``.
 
     Example
     -------
@@ -227,10 +183,7 @@ def evaluate(
     head = tagger.mods.classifier.eval()
     device = next(model.parameters()).device
     logits: List[torch.Tensor] = []
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
-    ):
+    with torch.inference_mode(), autocast_for(device, dtype):
         for start in range(0, data.feats.shape[0], batch_size):
             x = data.feats[start : start + batch_size].to(device)
             logits.append(head(model(x, r=r)).squeeze(1).float().cpu())
@@ -238,3 +191,53 @@ def evaluate(
     if tagger.multilabel:
         return "mAP", tagging_metrics(scores, data.targets)["mAP"]
     return "acc", accuracy(scores, data.targets)
+
+
+def add_metrics(
+    rows: List[Dict[str, Any]],
+    specs: Sequence[Any],
+    tagger: Any,
+    manifest: PathLike,
+    train_inf: Optional[Any] = None,
+    batch_size: int = 16,
+    dtype: Optional[torch.dtype] = None,
+) -> str:
+    """Write ``metric_inf`` (and ``metric_train_inf``) per schedule into rows.
+
+    ``tagger`` is the model with merging at inference only, ``train_inf``
+    the same architecture trained with merging; both are evaluated on
+    ``manifest`` at each of ``specs``. Returns the metric name.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> _ = open(f, "w").write("ID,duration,wav,label\\n")
+    >>> add_metrics([{}], [0], None, f)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: manifest ... has no rows...
+    """
+    taggers = {"metric_inf": tagger}
+    if train_inf is not None:
+        a, b = tagger.mods.embedding_model, train_inf.mods.embedding_model
+        keys = ("input_tdim", "embed_dim", "depth", "num_heads", "num_tokens")
+        diff = [k for k in keys if getattr(a, k) != getattr(b, k)]
+        if diff:
+            raise ValueError(
+                "the Train+Inf model (--train-inf-checkpoint) differs from "
+                "the Inf model (--checkpoint) in "
+                + ", ".join(
+                    f"{k} ({getattr(b, k)} vs {getattr(a, k)})" for k in diff
+                )
+                + "; expected the same architecture"
+            )
+        taggers["metric_train_inf"] = train_inf
+    data = load_eval_set(tagger, manifest)
+    names = {}
+    for key, model in taggers.items():
+        for spec, row in zip(specs, rows):
+            names[key], row[key] = evaluate(
+                model, data, spec, batch_size, dtype
+            )
+    return names["metric_inf"]

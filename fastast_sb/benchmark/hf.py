@@ -1,14 +1,14 @@
-"""The reference for ``--compare-hf``: transformers' AST at the same size.
+"""The ``--compare-hf`` reference: transformers' AST at the same size.
 
-Builds ``ASTForAudioClassification`` with random weights from an
-``ASTConfig`` matching one of our :class:`~fastast_sb.models.ast.AST`
-models (width, depth, heads, MLP ratio, strides, patch, input length,
-LayerNorm eps), with the SDPA attention path, so both models do the same
-arithmetic on the same features and their throughput ratio measures the
-implementations alone. transformers is a test extra, imported only here.
+``ASTForAudioClassification`` with random weights, from an ``ASTConfig``
+matching one of our :class:`~fastast_sb.models.ast.AST` models (width,
+depth, heads, MLP ratio, strides, patch, input length, LayerNorm eps) with
+the SDPA attention path: both do the same arithmetic on the same features,
+so their throughput ratio measures the implementations alone.
+transformers is a test extra, imported only here.
 
 Reference: Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram
-Transformer", Interspeech 2021 (the architecture both implement).
+Transformer", Interspeech 2021.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import importlib
 from typing import Any, Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fastast_sb.benchmark.timing import Step, autocast_for
 from fastast_sb.models.ast import AST
+from fastast_sb.timing import Step, forward_step, optimizer_step
 
 
 def _transformers() -> Any:
@@ -37,18 +36,6 @@ def _transformers() -> Any:
 
 def hf_config_kwargs(model: AST, num_labels: int = 527) -> Dict[str, Any]:
     """``ASTConfig`` arguments describing the same network as ``model``.
-
-    Arguments
-    ---------
-    model : AST
-        Our encoder; its size, strides, input length and eps are copied.
-    num_labels : int
-        Classifier outputs.
-
-    Returns
-    -------
-    dict
-        Keyword arguments of ``transformers.ASTConfig``.
 
     Example
     -------
@@ -80,19 +67,8 @@ def hf_reference(
 ) -> nn.Module:
     """A random ``ASTForAudioClassification`` of the same size as ``model``.
 
-    Arguments
-    ---------
-    model : AST
-        Our encoder (see :func:`hf_config_kwargs`).
-    num_labels : int
-        Classifier outputs.
-    attn_implementation : str
-        transformers' attention path ("sdpa" or "eager").
-
-    Returns
-    -------
-    nn.Module
-        The HF model in eval mode, on ``model``'s device.
+    In eval mode, on ``model``'s device; ``attn_implementation`` is
+    transformers' attention path ("sdpa" or "eager").
 
     Example
     -------
@@ -111,56 +87,32 @@ def hf_reference(
     return transformers.ASTForAudioClassification(config).to(device).eval()
 
 
-def hf_inference_step(
-    hf_model: nn.Module,
+def hf_step(
+    model: AST,
     feats: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
     dtype: Optional[torch.dtype] = None,
+    num_labels: int = 527,
 ) -> Step:
-    """One forward pass of the HF model (no grad), logits included.
+    """The HF reference's forward pass, or with ``labels`` its Adam step.
+
+    As :func:`~fastast_sb.timing.inference_step` and
+    :func:`~fastast_sb.timing.schedule_steps` (logits included).
 
     Example
     -------
-    >>> from types import SimpleNamespace
-    >>> fake = lambda input_values: SimpleNamespace(logits=input_values[:, 0])
-    >>> hf_inference_step(fake, torch.ones(2, 5, 3))().shape
-    torch.Size([2, 3])
+    >>> m = AST(input_tdim=128, preset="tiny", depth=1)
+    >>> hf_step(m, torch.randn(1, 128, 128), num_labels=3)().shape
+    ... # doctest: +SKIP
+    torch.Size([1, 3])
     """
-    device = feats.device
+    hf_model = hf_reference(model, num_labels)
 
-    def run() -> torch.Tensor:
-        with torch.inference_mode(), autocast_for(device, dtype):
-            return hf_model(input_values=feats).logits
+    def logits() -> torch.Tensor:
+        return hf_model(input_values=feats).logits  # [B, C]
 
-    return run
-
-
-def hf_train_step(
-    hf_model: nn.Module,
-    feats: torch.Tensor,
-    labels: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    dtype: Optional[torch.dtype] = None,
-) -> Step:
-    """One HF training step, as :func:`~fastast_sb.benchmark.timing.train_step`.
-
-    Example
-    -------
-    >>> from types import SimpleNamespace
-    >>> lin = nn.Linear(3, 2)
-    >>> fake = lambda input_values: SimpleNamespace(logits=lin(input_values))
-    >>> opt = torch.optim.SGD(lin.parameters(), lr=0.1)
-    >>> hf_train_step(fake, torch.ones(2, 3), torch.tensor([0, 1]), opt)().ndim
-    0
-    """
-    device = feats.device
-
-    def run() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_for(device, dtype):
-            logits = hf_model(input_values=feats).logits  # [B, C]
-        loss = F.cross_entropy(logits.float(), labels)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-    return run
+    if labels is None:
+        return forward_step(logits, feats.device, dtype)
+    hf_model.train()
+    opt = torch.optim.Adam(hf_model.parameters())
+    return optimizer_step(logits, labels, opt, dtype)

@@ -1,38 +1,21 @@
-"""Benchmark tables and plot: markdown, CSV and PNG in FastAST's layout.
+"""The benchmark's Table-1 layout, its notes and its PNG.
 
-One row per merge schedule: tokens per block, analytic GFLOPs, the FLOP
-ratio against r = 0, the measured samples/s, the measured speed-up (same
-run) and their quotient, then accuracy or mAP per schedule when a
-checkpoint was evaluated ("Inf": merging at inference only; "Train+Inf": a
-model also trained with merging), as in Table 1 of Behera et al.,
-"FastAST: Accelerating Audio Spectrogram Transformer via Token Merging and
-Cross-Model Knowledge Distillation", Interspeech 2024.
+:func:`benchmark_layout`: r, tokens per block, analytic GFLOPs, FLOP ratio,
+measured samples/s, speed-up and their quotient, then accuracy or mAP with
+merging at inference only ("Inf") and of a model trained with merging
+("Train+Inf"), as in Table 1 of Behera et al., "FastAST: Accelerating Audio
+Spectrogram Transformer via Token Merging and Cross-Model Knowledge
+Distillation", Interspeech 2024; :mod:`fastast_sb.tables` writes it.
 """
 
 from __future__ import annotations
 
-import csv
+import itertools
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-Row = Dict[str, Any]
-PathLike = Union[str, Path]
-
-#: CSV columns always present, in order.
-CSV_COLUMNS = [
-    "r",
-    "schedule",
-    "tokens_per_block",
-    "final_tokens",
-    "gflops",
-    "flop_ratio",
-    "samples_per_s",
-    "speedup",
-    "speedup_per_flop_ratio",
-]
-#: Optional metric columns (present when a checkpoint was evaluated).
-METRIC_COLUMNS = ["metric_inf", "metric_train_inf"]
+from fastast_sb.tables import Column, PathLike, Row, column
 
 
 def run_length(values: Sequence[int]) -> str:
@@ -43,31 +26,12 @@ def run_length(values: Sequence[int]) -> str:
     >>> run_length([16] * 12), run_length([44, 44, 43, 0])
     ('16x12', '44x2, 43, 0')
     """
-    parts: List[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j < len(values) and values[j] == values[i]:
-            j += 1
-        count = j - i
-        parts.append(f"{values[i]}x{count}" if count > 1 else f"{values[i]}")
-        i = j
-    return ", ".join(parts)
+    runs = [(v, len(list(g))) for v, g in itertools.groupby(values)]
+    return ", ".join(f"{v}x{n}" if n > 1 else f"{v}" for v, n in runs)
 
 
 def compact_tokens(counts: Sequence[int], schedule: Sequence[int]) -> str:
-    """Tokens in, tokens out and the per-block r, in a few characters.
-
-    Arguments
-    ---------
-    counts : sequence of int
-        Tokens entering each block, then the final count.
-    schedule : sequence of int
-        r merged in each block.
-
-    Returns
-    -------
-    str
+    """Tokens in and out (``counts``: per block, then final) and the r's.
 
     Example
     -------
@@ -81,10 +45,27 @@ def compact_tokens(counts: Sequence[int], schedule: Sequence[int]) -> str:
     return f"{counts[0]} -> {counts[-1]} (r {run_length(list(schedule))})"
 
 
-def _metric_cell(value: Optional[float], percent: bool) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{100 * value:.2f}" if percent else f"{value:.4f}"
+#: Optional metric columns of the benchmark (a checkpoint was evaluated).
+_METRICS = {"metric_inf": "Inf", "metric_train_inf": "Train+Inf"}
+METRIC_COLUMNS = list(_METRICS)
+_BENCHMARK = [
+    column("r", "r"),
+    Column(None, "schedule"),
+    Column(
+        "tokens per block",
+        "tokens_per_block",
+        lambda row: compact_tokens(row["counts"], row["schedule"]),
+        lambda row: row["counts"],
+    ),
+    Column(None, "final_tokens", value=lambda row: row["counts"][-1]),
+    column("GFLOPs", "gflops", ".2f"),
+    column("FLOP ratio", "flop_ratio", ".2f", "x"),
+    column("samples/s", "samples_per_s", ".2f"),
+    column("speed-up", "speedup", ".2f", "x"),
+    column("speed-up / FLOP ratio", "speedup_per_flop_ratio", ".2f"),
+]
+#: CSV columns of the benchmark always present, in order.
+CSV_COLUMNS = [c.key for c in _BENCHMARK]
 
 
 def has_metrics(rows: Sequence[Row]) -> List[str]:
@@ -98,98 +79,89 @@ def has_metrics(rows: Sequence[Row]) -> List[str]:
     return [c for c in METRIC_COLUMNS if any(c in row for row in rows)]
 
 
-def format_markdown(
-    rows: Sequence[Row],
-    metric: str = "acc",
-    header: Optional[Sequence[str]] = None,
-    footer: Optional[Sequence[str]] = None,
-) -> str:
-    """The table in markdown, with optional lines before and after it.
+def benchmark_layout(rows: Sequence[Row], metric: str = "acc") -> List[Column]:
+    """The benchmark's columns, with the metric columns ``rows`` carry.
 
-    Arguments
-    ---------
-    rows : sequence of dict
-        Benchmark rows (keys of ``CSV_COLUMNS``, ``tokens``, ``counts``
-        and optionally the metric columns).
-    metric : str
-        "acc" (shown in %) or another name such as "mAP" (shown as is).
-    header, footer : sequence of str, optional
-        Markdown lines around the table.
-
-    Returns
-    -------
-    str
+    "acc" is shown in %, another metric (such as "mAP") as is.
 
     Example
     -------
-    >>> row = {"r": "0", "schedule": [0], "counts": [146, 146],
-    ...        "gflops": 1.5, "flop_ratio": 1.0, "samples_per_s": 10.0,
-    ...        "speedup": 1.0, "speedup_per_flop_ratio": 1.0}
-    >>> print(format_markdown([row]))  # doctest: +NORMALIZE_WHITESPACE
-    | r | tokens per block | GFLOPs | FLOP ratio | samples/s | speed-up |
-      speed-up / FLOP ratio |
-    |---|---|---|---|---|---|---|
-    | 0 | 146 (no merging) | 1.50 | 1.00x | 10.00 | 1.00x | 1.00 |
+    >>> [c.title for c in benchmark_layout([{"metric_inf": 0.5}])][-1]
+    'acc (%) Inf'
     """
-    metrics = has_metrics(rows)
     percent = metric == "acc"
+
+    def cell(key: str) -> Callable[[Row], str]:
+        def fmt(row: Row) -> str:
+            value = row.get(key)
+            if value is None or (
+                isinstance(value, float) and math.isnan(value)
+            ):
+                return "-"
+            return f"{100 * value:.2f}" if percent else f"{value:.4f}"
+
+        return fmt
+
     unit = f"{metric} (%)" if percent else metric
-    names = {
-        "metric_inf": f"{unit} Inf",
-        "metric_train_inf": f"{unit} Train+Inf",
-    }
-    cols = [
-        "r",
-        "tokens per block",
-        "GFLOPs",
-        "FLOP ratio",
-        "samples/s",
-        "speed-up",
-        "speed-up / FLOP ratio",
-    ] + [names[m] for m in metrics]
-    lines = list(header or [])
-    lines.append("| " + " | ".join(cols) + " |")
-    lines.append("|" + "---|" * len(cols))
-    for row in rows:
-        cells = [
-            str(row["r"]),
-            compact_tokens(row["counts"], row["schedule"]),
-            f"{row['gflops']:.2f}",
-            f"{row['flop_ratio']:.2f}x",
-            f"{row['samples_per_s']:.2f}",
-            f"{row['speedup']:.2f}x",
-            f"{row['speedup_per_flop_ratio']:.2f}",
-        ] + [_metric_cell(row.get(m), percent) for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.extend(footer or [])
-    return "\n".join(lines)
+    return _BENCHMARK + [
+        Column(f"{unit} {_METRICS[m]}", m, cell(m)) for m in has_metrics(rows)
+    ]
 
 
-def write_csv(rows: Sequence[Row], path: PathLike) -> Path:
-    """Write the rows (lists space-joined) to ``path``.
+def benchmark_notes(
+    meta: Dict[str, Any], hf: Optional[Dict[str, float]] = None
+) -> Tuple[List[str], List[str]]:
+    """Markdown lines before and after the benchmark table.
+
+    ``meta`` describes the run (``BenchmarkResult.meta`` of
+    :mod:`fastast_sb.benchmark.cli`), ``hf`` the ``--compare-hf`` numbers.
 
     Example
     -------
-    >>> import tempfile, os
-    >>> f = os.path.join(tempfile.mkdtemp(), "b.csv")
-    >>> row = {"r": "8", "schedule": [8], "counts": [146, 138],
-    ...        "gflops": 1.0, "flop_ratio": 1.1, "samples_per_s": 9.0,
-    ...        "speedup": 1.05, "speedup_per_flop_ratio": 0.95}
-    >>> open(write_csv([row], f)).readline().strip().split(",")[:4]
-    ['r', 'schedule', 'tokens_per_block', 'final_tokens']
+    >>> meta = {"mode": "infer", "model": "AST", "tdim": 128, "tokens": 146,
+    ...         "batch": 1, "command": "c", "device": "cuda", "machine": "m",
+    ...         "dtype": "fp32", "threads": 1, "torch": "2", "warmup": 1,
+    ...         "repeats": 3}
+    >>> header, footer = benchmark_notes(meta)
+    >>> header[0], footer
+    ('# AST / FastAST inference: AST, T=128 (146 tokens), batch 1', [])
     """
-    path = Path(path)
-    columns = CSV_COLUMNS + has_metrics(rows)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            out = {c: row.get(c, "") for c in columns}
-            out["schedule"] = " ".join(str(v) for v in row["schedule"])
-            out["tokens_per_block"] = " ".join(str(v) for v in row["counts"])
-            out["final_tokens"] = row["counts"][-1]
-            writer.writerow(out)
-    return path
+    what = "training steps" if meta["mode"] == "train" else "inference"
+    load = f", load average {meta['load']}" if "load" in meta else ""
+    header = [
+        f"# AST / FastAST {what}: {meta['model']}, T={meta['tdim']} "
+        f"({meta['tokens']} tokens), batch {meta['batch']}",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- device: {meta['device']} ({meta['machine']}), dtype "
+        f"{meta['dtype']}, {meta['threads']} threads, torch {meta['torch']}"
+        + load,
+    ]
+    if meta["device"] == "cpu" and meta["mode"] == "infer":
+        tokens = meta["cpu_batch_tokens"]
+        split = f"at most {tokens} tokens per encoder pass" if tokens else "off"
+        header.append(
+            f"- CPU sub-batching: {split} (AST.cpu_batch_tokens: whole "
+            "examples, same numbers as one pass)"
+        )
+    header += [
+        f"- protocol: {meta['warmup']} warm-up call(s) discarded per "
+        f"configuration, then {meta['repeats']} rounds timing every "
+        "configuration once, round-robin, device synchronised; samples/s "
+        "from the median time; speed-up = median over rounds of the "
+        "per-round time ratio to r=0 (same run); FLOP ratio = analytic "
+        "FLOPs at r=0 / at r",
+        "",
+    ]
+    footer = []
+    if hf is not None:
+        footer = [
+            "",
+            f"transformers `ASTForAudioClassification` (sdpa, r=0): "
+            f"{hf['samples_per_s']:.2f} samples/s; ours at r=0 / HF = "
+            f"**{hf['ratio']:.3f}** (same rounds, median per-round ratio)",
+        ]
+    return header, footer
 
 
 def plot(
@@ -200,9 +172,9 @@ def plot(
 ) -> Path:
     """PNG: metric vs samples/s (one point per r), else speed-up vs FLOPs.
 
-    With metric columns, each schedule is a point at its measured
-    samples/s, one series per metric column. Without, the measured
-    speed-up is drawn against the FLOP ratio beside the ideal diagonal.
+    With metric columns, one series per column at the measured samples/s;
+    without, the measured speed-up against the FLOP ratio beside the ideal
+    diagonal.
 
     Example
     -------
@@ -219,22 +191,16 @@ def plot(
     ax = fig.add_subplot(1, 1, 1)
     metrics = has_metrics(rows)
     percent = metric == "acc"
+    note = {"textcoords": "offset points", "fontsize": 8}
     if metrics:
-        labels = {"metric_inf": "Inf", "metric_train_inf": "Train+Inf"}
         for m, marker in zip(metrics, ("o", "s")):
             pts = [(row["samples_per_s"], row[m], row["r"]) for row in rows]
             pts = [p for p in pts if p[1] is not None]
             xs = [p[0] for p in pts]
             ys = [100 * p[1] if percent else p[1] for p in pts]
-            ax.plot(xs, ys, marker=marker, label=labels[m])
+            ax.plot(xs, ys, marker=marker, label=_METRICS[m])
             for x, y, (_, _, r) in zip(xs, ys, pts):
-                ax.annotate(
-                    f"r={r}",
-                    (x, y),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=8,
-                )
+                ax.annotate(f"r={r}", (x, y), xytext=(4, 4), **note)
         ax.set_xlabel("samples/s (measured)")
         ax.set_ylabel(f"{metric} (%)" if percent else metric)
         ax.legend()
@@ -242,22 +208,12 @@ def plot(
         xs = [row["flop_ratio"] for row in rows]
         ys = [row["speedup"] for row in rows]
         top = max(xs + ys) * 1.05
-        ax.plot(
-            [1.0, top],
-            [1.0, top],
-            "--",
-            color="gray",
-            label="speed-up = FLOP ratio",
-        )
+        ideal = "speed-up = FLOP ratio"
+        ax.plot([1.0, top], [1.0, top], "--", color="gray", label=ideal)
         ax.plot(xs, ys, "o-", label="measured")
         for x, y, row in zip(xs, ys, rows):
-            ax.annotate(
-                f"r={row['r']}\n{row['samples_per_s']:.1f}/s",
-                (x, y),
-                textcoords="offset points",
-                xytext=(4, -14),
-                fontsize=8,
-            )
+            text = f"r={row['r']}\n{row['samples_per_s']:.1f}/s"
+            ax.annotate(text, (x, y), xytext=(4, -14), **note)
         ax.set_xlabel("analytic FLOP ratio vs r=0")
         ax.set_ylabel("measured speed-up vs r=0 (same run)")
         ax.legend(loc="upper left")

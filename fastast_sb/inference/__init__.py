@@ -29,9 +29,10 @@ Transformer via Token Merging and Cross-Model Knowledge Distillation", 2024.
 
 from fastast_sb.inference.export import export_run, find_checkpoint
 from fastast_sb.inference.folder import pretrained_paths, write_model_folder
-from fastast_sb.inference.hf_import import import_ast, read_labels
+from fastast_sb.inference.hf_import import import_ast
 from fastast_sb.inference.onnx_export import WaveformClassifier, export_onnx
 from fastast_sb.inference.tagger import AudioTagger, TagResult, window_starts
+from fastast_sb.labels import read_labels
 
 __all__ = [
     "AudioTagger",

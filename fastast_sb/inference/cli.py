@@ -5,10 +5,9 @@
     fastast-tag FILE... --model DIR [--r 16 | --flops 0.5] [--top 5]
         [--hop SECONDS] [--json] [--device cpu]
 
-Clips longer than the model's input are scored with sliding windows
-(scores averaged); the time taken is reported. Exit status 1 when a file
-(or the model) cannot be used, with the reason on stderr; the other files
-are still tagged.
+Long clips are scored with sliding windows (scores averaged); the time
+taken is reported. A file (or model) that cannot be used gives exit status
+1 and its reason on stderr; the other files are still tagged.
 
 ``python -m fastast_sb.inference`` manages model folders::
 
@@ -24,70 +23,23 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import yaml
-
 from fastast_sb.audio import AudioError
-from fastast_sb.tome.schedule import RSpec
-
-
-def parse_r(text: Optional[str]) -> RSpec:
-    """A merge schedule from the command line (YAML): ``16``, ``[8, 4]``,
-    ``(8, -1)`` (a ramp) or ``{flops: 0.5}``.
-
-    Example
-    -------
-    >>> parse_r("16"), parse_r("(8, -1)"), parse_r("{flops: 0.5}")
-    (16, (8, -1.0), {'flops': 0.5})
-    """
-    if text is None:
-        return None
-    text = text.strip()
-    if text.startswith("(") and text.endswith(")"):
-        parts = [p.strip() for p in text[1:-1].split(",")]
-        if len(parts) != 2:
-            raise argparse.ArgumentTypeError(
-                f"ramp {text!r}: expected (r, inflect)"
-            )
-        try:
-            return int(parts[0]), float(parts[1])
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(
-                f"ramp {text!r}: expected (int, float)"
-            ) from err
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise argparse.ArgumentTypeError(
-            f"cannot read r={text!r}: expected an int, a list, (r, inflect) "
-            "or {flops: f}"
-        ) from err
-    return value
+from fastast_sb.tome.schedule import FORMS, Schedule, parse_schedule
 
 
 def _add_r(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
+    parser.add_argument(
         "--r",
-        type=parse_r,
         default=None,
-        help="merge schedule: 16, [8, 8, 4], '(8, -1)' or '{flops: 0.5}' "
-        "(default: the model folder's)",
-    )
-    group.add_argument(
-        "--flops",
-        type=float,
-        default=None,
-        help="FLOP budget instead of --r (fraction of the plain AST's)",
+        help=f"merge schedule: {FORMS} (default: the model folder's)",
     )
 
 
-def _schedule(args: argparse.Namespace) -> RSpec:
-    if args.flops is not None:
-        return {"flops": args.flops}
-    return args.r
+def _schedule(args: argparse.Namespace) -> Optional[Schedule]:
+    """The ``--r`` schedule (None: keep the model's); ValueError if bad."""
+    return None if args.r is None else parse_schedule(args.r)
 
 
 # ----------------------------------------------------------------- tagging
@@ -117,29 +69,13 @@ def tag_parser(prog: str = "fastast-tag") -> argparse.ArgumentParser:
     return parser
 
 
-def _load_tagger(model: str, device: str) -> Any:
-    from speechbrain.utils.fetching import FetchConfig
-
-    from fastast_sb.inference.tagger import AudioTagger
-
-    folder = Path(model)
-    if not (folder / "hyperparams.yaml").is_file():
-        raise FileNotFoundError(
-            f"model folder {folder} has no hyperparams.yaml; expected a "
-            "folder written by 'python -m fastast_sb.inference export' or "
-            "'import'"
-        )
-    return AudioTagger.from_hparams(
-        source=str(folder.resolve()),
-        savedir=None,
-        run_opts={"device": device},
-        fetch_config=FetchConfig(allow_network=False),
-    )
+def _fail(message: str) -> int:
+    """Print ``error: message`` on stderr; the exit status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def _print_table(entry: Dict[str, Any]) -> None:
-    if "error" in entry:
-        return
     print(
         f"{entry['file']}  ({entry['duration_s']:.2f} s, "
         f"{entry['windows']} window{'s' * (entry['windows'] != 1)}, "
@@ -163,21 +99,20 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
         if value <= 0
     ]
     if problems:
-        print(f"error: {'; '.join(problems)}", file=sys.stderr)
-        return 1
+        return _fail("; ".join(problems))
     start = time.perf_counter()
     try:
-        tagger = _load_tagger(args.model, args.device)
+        from fastast_sb.inference.tagger import AudioTagger
+
+        tagger = AudioTagger.from_folder(args.model, args.device)
     except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
-        print(f"error: cannot load model {args.model}: {err}", file=sys.stderr)
-        return 1
-    r = _schedule(args)
-    if r is not None:
-        try:
+        return _fail(f"cannot load model {args.model}: {err}")
+    try:
+        r = _schedule(args)
+        if r is not None:
             tagger.r = r
-        except (TypeError, ValueError) as err:
-            print(f"error: invalid --r/--flops: {err}", file=sys.stderr)
-            return 1
+    except (TypeError, ValueError) as err:
+        return _fail(f"invalid --r: {err}")
     load_s = time.perf_counter() - start
     entries: List[Dict[str, Any]] = []
     failed = 0
@@ -186,8 +121,7 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             result = tagger.tag_file(file, args.hop, args.batch_size)
         except (FileNotFoundError, AudioError, ValueError) as err:
-            failed += 1
-            print(f"error: {err}", file=sys.stderr)
+            failed += _fail(str(err))
             entries.append({"file": file, "error": str(err)})
             continue
         entry = {
@@ -206,7 +140,7 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     total_s = time.perf_counter() - start
     summary = {
         "model": args.model,
-        "r": tagger.r,
+        "r": str(tagger.r),
         "multilabel": tagger.multilabel,
         "files": entries,
         "failed": failed,
@@ -224,9 +158,8 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point of ``fastast-tag``."""
-    return tag_main(argv)
+#: Console-script entry point of ``fastast-tag``.
+main = tag_main
 
 
 # -------------------------------------------------------------- management
@@ -338,6 +271,5 @@ def manage_main(argv: Optional[Sequence[str]] = None) -> int:
             checked = "unchecked" if diff is None else f"{diff:.2e}"
             print(f"wrote {args.out} (max |ONNX - PyTorch| = {checked})")
     except (FileNotFoundError, ValueError, TypeError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return _fail(str(err))
     return 0

@@ -13,6 +13,7 @@ is the recipe's model, with the checkpoint the recipe's test used.
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 from pathlib import Path
@@ -25,10 +26,10 @@ from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.checkpoints import Checkpointer
 
 from fastast_sb.averaging import AVERAGED
+from fastast_sb.checkpoint import read_state_dict
 from fastast_sb.features import GlobalNorm, KaldiFbank
 from fastast_sb.inference.folder import HPARAMS_FILE, write_model_folder
 from fastast_sb.models.ast import AST, ASTHead
-from fastast_sb.tome.schedule import RSpec
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,19 @@ _OBJECTS = {
 
 def _tag_of(cls: type) -> str:
     return f"!new:{cls.__module__}.{cls.__qualname__}"
+
+
+def _names(tag: Optional[str], cls: type) -> bool:
+    """Whether a ``!new:`` tag names ``cls`` (via any fastast_sb module)."""
+    if tag == _tag_of(cls):
+        return True
+    module, _, name = (tag or "").removeprefix("!new:").rpartition(".")
+    if not module.startswith("fastast_sb."):
+        return False
+    try:
+        return getattr(importlib.import_module(module), name, None) is cls
+    except ImportError:
+        return False
 
 
 def _read_run_yaml(path: Path) -> Any:
@@ -66,7 +80,7 @@ def _object_args(doc: Any, key: str, path: Path) -> Dict[str, Any]:
         raise ValueError(f"{path} has no {key!r}; is this a recipe run?")
     node = doc[key]
     tag = getattr(getattr(node, "tag", None), "value", None)
-    if tag != _tag_of(cls):
+    if not _names(tag, cls):
         raise ValueError(
             f"{path}: {key} is {tag or type(node).__name__}, expected "
             f"{_tag_of(cls)} (only AST runs export to a model folder)"
@@ -97,21 +111,11 @@ def _classes(path: Path) -> List[str]:
 
 
 def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
-    """The checkpoint folder of a run: the last epoch, the best, or a path.
+    """The ``CKPT+...`` (or ``averaged``) folder of a recipe run.
 
-    Arguments
-    ---------
-    run_dir : str or Path
-        Recipe run folder.
-    which : str
-        ``"last"`` (highest epoch), ``"best"`` (highest validation
-        accuracy), ``"average"`` (the averaged weights of the last epochs,
-        ``save/averaged``) or a checkpoint folder.
-
-    Returns
-    -------
-    Path
-        The ``CKPT+...`` (or ``averaged``) folder.
+    ``which`` is ``"last"`` (highest epoch), ``"best"`` (highest validation
+    accuracy), ``"average"`` (the averaged weights of the last epochs,
+    ``save/averaged``) or a checkpoint folder.
 
     Example
     -------
@@ -157,34 +161,27 @@ def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
 def _load_state(module: torch.nn.Module, path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file {path} not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(read_state_dict(path), strict=True)
 
 
 def export_run(
     run_dir: PathLike,
     out_dir: PathLike,
     checkpoint: Optional[str] = None,
-    r: RSpec = None,
+    r: Any = None,
 ) -> Path:
     """Write a recipe run's model as a self-contained model folder.
 
     Arguments
     ---------
-    run_dir : str or Path
-        Recipe run folder (holding ``hyperparams.yaml``).
-    out_dir : str or Path
-        Model folder to write.
+    run_dir, out_dir : str or Path
+        Recipe run folder (holding ``hyperparams.yaml``); model folder to
+        write (returned).
     checkpoint : str, optional
-        ``"last"``, ``"best"`` or a checkpoint folder; by default the one
-        the recipe tested (its ``test_checkpoint``).
+        As for :func:`find_checkpoint`; by default the one the recipe
+        tested (its ``test_checkpoint``).
     r : optional
         Merge schedule stored as the default (the run's ``tome_r`` if None).
-
-    Returns
-    -------
-    Path
-        ``out_dir``.
 
     Example
     -------

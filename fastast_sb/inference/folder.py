@@ -3,20 +3,18 @@
 A model folder holds
 
 - ``hyperparams.yaml``: the very classes the recipes train with
-  (``KaldiFbank`` -> ``GlobalNorm`` -> ``AST`` -> ``ASTHead``, STYLE rule
-  11), a ``label_encoder``, an ``audio_normalizer`` (resampling and
+  (``KaldiFbank`` -> ``GlobalNorm`` -> ``AST`` -> ``ASTHead``, not a
+  copy), a ``label_encoder``, an ``audio_normalizer`` (resampling and
   downmixing in ``classify_file``) and a SpeechBrain ``Pretrainer``;
 - ``embedding_model.ckpt`` and ``classifier.ckpt``: plain state dicts;
 - ``label_encoder.ckpt``: a SpeechBrain ``CategoricalEncoder`` file.
 
 Keys meant to be overridden at load time (``overrides={...}`` of
-``from_hparams``): ``tome_r`` (a merge schedule of
-:mod:`fastast_sb.tome.schedule`: ``16``, ``(8, -1.0)``, a per-block list),
-``tome_flops`` (a FLOP budget such as ``0.5``, used instead of ``tome_r``;
-HyperPyYAML cannot override a number with a mapping, hence its own key) and
-``pretrained_path`` (a folder or hub id holding the three weight files;
-``null``, the default, means the ``source`` passed to ``from_hparams``, so
-the folder can be moved or uploaded as it is).
+``from_hparams``): ``tome_r`` (a merge schedule in the text form of
+:mod:`fastast_sb.tome.schedule`: ``16``, ``"flops:0.5"``, ``"ramp:8:-1"``,
+``"16,8,4"``) and ``pretrained_path`` (a folder or hub id holding the three
+weight files; ``null``, the default, means the ``source`` passed to
+``from_hparams``, so the folder can be moved or uploaded as it is).
 
 References: M. Ravanelli et al., "SpeechBrain: A General-Purpose Speech
 Toolkit", 2021; Y. Gong et al., "AST: Audio Spectrogram Transformer",
@@ -28,15 +26,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import torch
 
 from fastast_sb.dataio import make_label_encoder
 from fastast_sb.features import GlobalNorm, KaldiFbank
 from fastast_sb.models.ast import AST, ASTHead
-from fastast_sb.models.convert import ast_config
-from fastast_sb.tome.schedule import RSpec
+from fastast_sb.models.checkpoints import ast_config
 
 logger = logging.getLogger(__name__)
 
@@ -52,21 +49,9 @@ def pretrained_paths(
 ) -> Dict[str, str]:
     """The Pretrainer's ``paths``: ``<pretrained_path>/<name>.ckpt``.
 
-    With ``pretrained_path=None`` no path is given, so SpeechBrain's
-    Pretrainer reads ``<name>.ckpt`` from the ``source`` passed to
-    ``from_hparams`` (the model folder itself).
-
-    Arguments
-    ---------
-    pretrained_path : str, optional
-        Folder (or hub id) holding the weight files.
-    names : sequence of str
-        Loadable names.
-
-    Returns
-    -------
-    dict
-        Loadable name -> file path.
+    ``pretrained_path`` is a folder (or hub id) holding the weight files;
+    with None no path is given, so the Pretrainer reads them from the
+    ``source`` passed to ``from_hparams`` (the model folder itself).
 
     Example
     -------
@@ -81,21 +66,6 @@ def pretrained_paths(
     return {name: f"{root}/{name}.ckpt" for name in names}
 
 
-def split_schedule(r: RSpec) -> Tuple[RSpec, Optional[float]]:
-    """A schedule as the YAML's ``(tome_r, tome_flops)`` pair.
-
-    Example
-    -------
-    >>> split_schedule({"flops": 0.5}), split_schedule({"r": 8, "inflect": -1})
-    ((0, 0.5), ((8, -1.0), None))
-    """
-    if isinstance(r, dict) and set(r) == {"flops"}:
-        return 0, float(r["flops"])
-    if isinstance(r, dict) and set(r) in ({"r"}, {"r", "inflect"}):
-        return (r["r"], float(r.get("inflect", 0.0))), None
-    return r, None
-
-
 def yaml_value(value: Any) -> str:
     """A Python value as YAML flow text that HyperPyYAML reads back.
 
@@ -103,8 +73,8 @@ def yaml_value(value: Any) -> str:
     -------
     >>> yaml_value({"flops": 0.5}), yaml_value(1e-06), yaml_value(None)
     ('{flops: 0.5}', '1.0e-06', 'null')
-    >>> yaml_value([True, "a b"]), yaml_value((16, -1.0))
-    ('[true, "a b"]', '(16, -1.0)')
+    >>> yaml_value([True, "a b"]), yaml_value("flops:0.5")
+    ('[true, "a b"]', '"flops:0.5"')
     """
     if value is None:
         return "null"
@@ -123,8 +93,6 @@ def yaml_value(value: Any) -> str:
     if isinstance(value, dict):
         items = ", ".join(f"{k}: {yaml_value(v)}" for k, v in value.items())
         return "{" + items + "}"
-    if isinstance(value, tuple):  # HyperPyYAML's implicit !tuple
-        return "(" + ", ".join(yaml_value(v) for v in value) + ")"
     if isinstance(value, list):
         return "[" + ", ".join(yaml_value(v) for v in value) + "]"
     raise TypeError(
@@ -139,8 +107,7 @@ _TEMPLATE = """\
 #   EncoderClassifier.from_hparams(source=<this folder>, savedir=None)
 # or fastast_sb.inference.AudioTagger.from_hparams(...) (sigmoid/softmax
 # scores, top-k labels, sliding windows). Overrides at load time:
-#   tome_r: merge schedule (0 = plain AST; 16; (r, inflect); [r, ...])
-#   tome_flops: FLOP budget instead of tome_r (e.g. 0.5; null = off)
+#   tome_r: merge schedule (0 = plain AST; 16; flops:0.5; ramp:8:-1; 8,4)
 #   pretrained_path: folder holding the *.ckpt files (null = this folder)
 
 sample_rate: {sample_rate}
@@ -153,7 +120,6 @@ n_classes: {n_classes}
 # Classes are independent (sigmoid scores) or exclusive (softmax).
 multilabel: {multilabel}
 tome_r: {tome_r}
-tome_flops: {tome_flops}
 prop_attn: {prop_attn}
 pretrained_path: null
 
@@ -179,9 +145,8 @@ embedding_model: !new:fastast_sb.models.ast.AST
     mlp_ratio: {mlp_ratio}
     qkv_bias: {qkv_bias}
     norm_eps: {norm_eps}
-    r: !apply:fastast_sb.tome.schedule.merge_schedule
+    r: !apply:fastast_sb.tome.schedule.parse_schedule
         - !ref <tome_r>
-        - !ref <tome_flops>
     prop_attn: !ref <prop_attn>
 
 classifier: !new:fastast_sb.models.ast.ASTHead
@@ -244,16 +209,13 @@ def write_model_folder(
     ---------
     folder : str or Path
         Output folder (created; the four files are overwritten).
-    model : AST
-        The lobe; its architecture and ``r`` go to the YAML.
-    head : ASTHead
-        Its classification head.
+    model, head : AST, ASTHead
+        The lobe (its architecture and ``r`` go to the YAML) and its head.
     classes : sequence of str
         Class name of each head output, in order.
-    features : KaldiFbank
-        The front end (``target_length`` must equal ``model.input_tdim``).
-    norm : GlobalNorm
-        The normalisation statistics.
+    features, norm : KaldiFbank, GlobalNorm
+        The front end (``target_length`` must equal ``model.input_tdim``)
+        and the normalisation statistics.
     multilabel : bool
         Whether classes are independent (sigmoid) or exclusive (softmax).
     description : str
@@ -278,16 +240,15 @@ def write_model_folder(
     """
     if not isinstance(model, AST):
         raise TypeError(f"model must be an AST, got {type(model).__name__}")
-    if features.target_length != model.input_tdim:
-        raise ValueError(
-            f"features give {features.target_length} frames but the model "
-            f"expects input_tdim={model.input_tdim}"
-        )
-    if features.n_mels != model.input_fdim:
-        raise ValueError(
-            f"features give {features.n_mels} mel bins but the model "
-            f"expects input_fdim={model.input_fdim}"
-        )
+    for got, what, want in (
+        (features.target_length, "frames", "input_tdim"),
+        (features.n_mels, "mel bins", "input_fdim"),
+    ):
+        if got != getattr(model, want):
+            raise ValueError(
+                f"features give {got} {what} but the model expects "
+                f"{want}={getattr(model, want)}"
+            )
     if head.linear.in_features != model.embed_dim:
         raise ValueError(
             f"head takes width {head.linear.in_features}, the model gives "
@@ -296,39 +257,30 @@ def write_model_folder(
     n_classes = int(head.linear.out_features)
     _check_classes(list(classes), n_classes)
     cfg = ast_config(model)
-    tome_r, tome_flops = split_schedule(model.r)
-    values = {
-        "description": description.replace("\n", " "),
-        "sample_rate": yaml_value(int(features.sample_rate)),
-        "n_mels": yaml_value(int(features.n_mels)),
-        "frame_shift": yaml_value(float(features.frame_shift)),
-        "target_length": yaml_value(int(model.input_tdim)),
-        "norm_mean": yaml_value(float(norm.mean)),
-        "norm_std": yaml_value(float(norm.std)),
-        "n_classes": yaml_value(n_classes),
-        "multilabel": yaml_value(bool(multilabel)),
-        "tome_r": yaml_value(tome_r),
-        "tome_flops": yaml_value(tome_flops),
-        "prop_attn": yaml_value(bool(cfg["prop_attn"])),
-        "head_norm_eps": yaml_value(float(head.norm.eps)),
-    }
-    for key in (
-        "fstride",
-        "tstride",
-        "patch_size",
-        "embed_dim",
-        "depth",
-        "num_heads",
-        "mlp_ratio",
-        "qkv_bias",
-        "norm_eps",
-    ):
-        values[key] = yaml_value(cfg[key])
+    r = model.r
+    tome_r = r.r if r.kind == "constant" else str(r)
+    arch = "fstride tstride patch_size embed_dim depth num_heads mlp_ratio"
+    values = {key: cfg[key] for key in f"{arch} qkv_bias norm_eps".split()}
+    values.update(
+        sample_rate=int(features.sample_rate),
+        n_mels=int(features.n_mels),
+        frame_shift=float(features.frame_shift),
+        target_length=int(model.input_tdim),
+        norm_mean=float(norm.mean),
+        norm_std=float(norm.std),
+        n_classes=n_classes,
+        multilabel=bool(multilabel),
+        tome_r=tome_r,
+        prop_attn=bool(cfg["prop_attn"]),
+        head_norm_eps=float(head.norm.eps),
+    )
+    text = _TEMPLATE.format(
+        description=description.replace("\n", " "),
+        **{key: yaml_value(value) for key, value in values.items()},
+    )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / HPARAMS_FILE).write_text(
-        _TEMPLATE.format(**values), encoding="utf-8"
-    )
+    (folder / HPARAMS_FILE).write_text(text, encoding="utf-8")
     torch.save(_cpu_state(model), folder / "embedding_model.ckpt")
     torch.save(_cpu_state(head), folder / "classifier.ckpt")
     make_label_encoder(classes, folder / "label_encoder.ckpt")

@@ -1,6 +1,6 @@
 """Turn a published AST checkpoint into a model folder (then run it with ToMe).
 
-Sources (read by :func:`fastast_sb.models.convert.load_ast`):
+Sources (read by :func:`fastast_sb.models.ast.load_ast`):
 
 - a Hugging Face folder written by ``save_pretrained`` (``config.json`` +
   ``model.safetensors`` / ``pytorch_model.bin``), e.g. a download of
@@ -23,16 +23,15 @@ Transformer", Interspeech 2021.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from fastast_sb.features import NORM_STATS, GlobalNorm, KaldiFbank
 from fastast_sb.inference.folder import write_model_folder
-from fastast_sb.models.convert import load_ast
-from fastast_sb.tome.schedule import RSpec
+from fastast_sb.labels import read_labels
+from fastast_sb.models.ast import load_ast
 
 logger = logging.getLogger(__name__)
 
@@ -40,50 +39,19 @@ PathLike = Union[str, Path]
 Norm = Union[str, Tuple[float, float], None]
 
 
-def read_labels(path: PathLike) -> List[str]:
-    """Class names from AudioSet's ``class_labels_indices.csv`` or a list.
-
-    A CSV with a ``display_name`` column (and optionally ``index``) gives
-    that column in index order; any other file gives one name per line.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> f = os.path.join(tempfile.mkdtemp(), "labels.csv")
-    >>> _ = open(f, "w").write(
-    ...     'index,mid,display_name\\n1,/m/b,"Dog, bark"\\n0,/m/a,Speech\\n')
-    >>> read_labels(f)
-    ['Speech', 'Dog, bark']
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} not found")
-    with open(path, newline="", encoding="utf-8") as f:
-        first = f.readline()
-        f.seek(0)
-        if "display_name" in first:
-            rows = list(csv.DictReader(f))
-            if rows and "index" in rows[0]:
-                rows.sort(key=lambda row: int(row["index"]))
-            return [row["display_name"] for row in rows]
-        return [line.strip() for line in f if line.strip()]
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _hf_labels(folder: Path, n_classes: int) -> Optional[List[str]]:
-    config = folder / "config.json"
-    if not config.is_file():
-        return None
-    id2label = json.loads(config.read_text()).get("id2label") or {}
+    id2label = _read_json(folder / "config.json").get("id2label") or {}
     if len(id2label) != n_classes:
         return None
     return [id2label[str(i)] for i in range(n_classes)]
 
 
 def _hf_norm(folder: Path) -> Optional[Tuple[float, float]]:
-    prep = folder / "preprocessor_config.json"
-    if not prep.is_file():
-        return None
-    cfg = json.loads(prep.read_text())
+    cfg = _read_json(folder / "preprocessor_config.json")
     if "mean" in cfg and "std" in cfg:
         return float(cfg["mean"]), float(cfg["std"])
     return None
@@ -118,7 +86,7 @@ def import_ast(
     labels: Union[PathLike, Sequence[str], None] = None,
     norm: Norm = None,
     target_length: Optional[int] = None,
-    r: RSpec = 0,
+    r: Any = 0,
     multilabel: bool = True,
     sample_rate: int = 16000,
 ) -> Path:
@@ -126,36 +94,27 @@ def import_ast(
 
     Arguments
     ---------
-    source : str or Path
-        HF folder (``config.json`` + weights) or original ``.pth`` file.
-    out_dir : str or Path
-        Model folder to write.
+    source, out_dir : str or Path
+        HF folder (``config.json`` + weights) or original ``.pth`` file;
+        the model folder to write (returned).
     labels : path or sequence of str, optional
-        Class names (a file for :func:`read_labels`, or a list); by default
-        ``id2label`` of an HF ``config.json``, else ``class_<i>``.
+        Class names (a file for :func:`fastast_sb.labels.read_labels`, or a
+        list); by default ``id2label`` of an HF ``config.json``, else
+        ``class_<i>``.
     norm : str or (mean, std), optional
         A :data:`~fastast_sb.features.NORM_STATS` name or statistics; by
         default the HF ``preprocessor_config.json``'s, else AudioSet's.
-    target_length : int, optional
-        Frames per input (the positional embedding is resampled); the
-        checkpoint's by default.
-    r : optional
-        Default merge schedule (0: the plain AST).
-    multilabel : bool
-        Sigmoid scores (AST trains every dataset with BCE) or softmax.
-    sample_rate : int
-        Audio rate of the front end (AST: 16 kHz).
-
-    Returns
-    -------
-    Path
-        ``out_dir``.
+    target_length, r, multilabel, sample_rate
+        Frames per input (the positional embedding is resampled; the
+        checkpoint's by default), default merge schedule (0: plain AST),
+        sigmoid scores (AST trains every dataset with BCE) or softmax, and
+        the front end's audio rate.
 
     Example
     -------
     >>> import tempfile, os
     >>> from fastast_sb.models.ast import AST, ASTHead
-    >>> from fastast_sb.models.convert import save_ast
+    >>> from fastast_sb.models.checkpoints import save_ast
     >>> tmp = tempfile.TemporaryDirectory()
     >>> ckpt = os.path.join(tmp.name, "ast.pt")
     >>> save_ast(ckpt, AST(input_tdim=128, preset="tiny", depth=1),

@@ -1,6 +1,6 @@
 """ONNX export of a model folder: waveform in, logits out, fixed length and r.
 
-The graph is the model folder's own modules (STYLE rule 11): the Kaldi
+The graph is the model folder's own modules (those of training): the Kaldi
 fbank of :class:`~fastast_sb.features.KaldiFbank`, ``GlobalNorm``, the AST
 with its merge schedule resolved for the input length, and the head.
 Inputs are ``[batch_size, num_samples]`` 16 kHz mono waveforms (by default
@@ -22,13 +22,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
-from speechbrain.utils.fetching import FetchConfig
 from torch import nn
-
-from fastast_sb.tome.schedule import RSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +37,8 @@ class WaveformClassifier(nn.Module):
     """Waveforms of a fixed length -> logits, from a model folder's modules.
 
     ``KaldiFbank.forward`` reads lengths as data (``int(tensor)``), which
-    ``torch.export`` cannot trace; this wrapper calls the same fbank per
-    example (``KaldiFbank.single``) and pads / cuts the frames to
-    ``target_length`` exactly as ``KaldiFbank.forward`` does.
-
-    Arguments
-    ---------
-    compute_features, mean_var_norm, embedding_model, classifier : nn.Module
-        The model folder's modules.
+    ``torch.export`` cannot trace; this wrapper calls its per-example steps
+    (``KaldiFbank.single`` and ``KaldiFbank.fit``) itself.
 
     Example
     -------
@@ -76,15 +67,7 @@ class WaveformClassifier(nn.Module):
     def forward(self, wavs: torch.Tensor) -> torch.Tensor:
         """[B, S] waveforms -> [B, C] logits."""
         fbank = self.compute_features
-        length = fbank.target_length
-        feats = []
-        for wav in wavs:
-            f = fbank.single(wav)  # [frames, F]
-            if length is not None:
-                f = f[:length]
-                if f.shape[0] < length:  # zero frames at the end
-                    f = nn.functional.pad(f, (0, 0, 0, length - f.shape[0]))
-            feats.append(f)
+        feats = [fbank.fit(fbank.single(wav)) for wav in wavs]
         x = self.mean_var_norm(torch.stack(feats))  # [B, T, F]
         return self.classifier(self.embedding_model(x)).squeeze(1)
 
@@ -100,21 +83,9 @@ def _hann_window(window_length: int, periodic: bool = True, **kwargs):
 def check_onnx(
     path: PathLike, net: nn.Module, x: torch.Tensor
 ) -> Optional[float]:
-    """Max |ONNX - PyTorch| on ``x`` (None without onnxruntime).
-
-    Arguments
-    ---------
-    path : str or Path
-        The ``.onnx`` file.
-    net : nn.Module
-        The PyTorch module it was exported from.
-    x : torch.Tensor
-        An input of the exported shape.
-
-    Returns
-    -------
-    float or None
-    """
+    """Max |ONNX - PyTorch| between the ``.onnx`` file at ``path`` and the
+    module ``net`` it was exported from, on an input ``x`` of the exported
+    shape (None without onnxruntime)."""
     if importlib.util.find_spec("onnxruntime") is None:
         logger.warning("onnxruntime not installed: %s is not checked", path)
         return None
@@ -130,32 +101,17 @@ def check_onnx(
 def export_onnx(
     model_dir: PathLike,
     path: PathLike,
-    r: RSpec = None,
+    r: Any = None,
     num_samples: Optional[int] = None,
     batch_size: int = 1,
     atol: float = 1e-4,
 ) -> Optional[float]:
     """Export a model folder to ONNX at a fixed input length and ``r``.
 
-    Arguments
-    ---------
-    model_dir : str or Path
-        Model folder (``hyperparams.yaml`` + weights).
-    path : str or Path
-        Output ``.onnx`` file.
-    r : optional
-        Merge schedule baked into the graph (the folder's by default).
-    num_samples : int, optional
-        Samples per input (one model window by default).
-    batch_size : int
-        Inputs per call.
-    atol : float
-        Largest accepted |ONNX - PyTorch| on a random input.
-
-    Returns
-    -------
-    float or None
-        The measured difference (None without onnxruntime).
+    The graph takes ``[batch_size, num_samples]`` waveforms (one model
+    window by default), merges with ``r`` (the folder's by default) and is
+    written to ``path``. Returns the max |ONNX - PyTorch| on a random
+    input (None without onnxruntime); above ``atol`` it is an error.
     """
     from fastast_sb.inference.tagger import AudioTagger
 
@@ -165,12 +121,7 @@ def export_onnx(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    tagger = AudioTagger.from_hparams(
-        source=str(model_dir),
-        savedir=None,
-        run_opts={"device": "cpu"},
-        fetch_config=FetchConfig(allow_network=False),
-    )
+    tagger = AudioTagger.from_folder(model_dir)
     if r is not None:
         tagger.r = r
     num_samples = num_samples or tagger.window_samples

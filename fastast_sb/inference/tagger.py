@@ -1,23 +1,22 @@
 """``AudioTagger``: scores, top-k labels and sliding windows for a model folder.
 
 :class:`AudioTagger` is SpeechBrain's ``EncoderClassifier`` (load it with
-``AudioTagger.from_hparams(source=FOLDER, savedir=None)``) with three
+``AudioTagger.from_folder(FOLDER)`` or ``from_hparams``) with three
 differences:
 
-- ``encode_batch`` passes the relative lengths to ``compute_features``,
-  as the recipes do. ``EncoderClassifier.encode_batch`` calls
-  ``compute_features(wavs)`` without them, so in a zero-padded batch of
-  clips of different lengths its padding enters the fbank (and the
-  waveform mean); for single clips and equal-length batches the two agree.
+- ``encode_batch`` passes the relative lengths to ``compute_features``, as
+  the recipes do (``EncoderClassifier`` does not, so in a padded batch of
+  clips of different lengths its padding enters the fbank and the waveform
+  mean; for single clips and equal-length batches the two agree);
 - scores are probabilities: sigmoid for multi-label models, softmax for
   single-label ones (the model folder's ``multilabel`` key);
 - :meth:`AudioTagger.tag_waveform` / :meth:`AudioTagger.tag_file` cover a
-  clip longer than the model's input with windows of exactly the model's
-  input length (``target_length`` frames), half a window apart by default,
-  the last one aligned to the end; window scores are averaged.
+  long clip with windows of exactly the model's input length, half a
+  window apart by default, the last one aligned to the end; window scores
+  are averaged.
 
 Files are read with :func:`fastast_sb.audio.load_audio` (any soundfile
-format, resampled to the model's rate and averaged to mono, clear errors).
+format, resampled to the model's rate, averaged to mono, clear errors).
 
 References: Y. Gong et al., "AST: Audio Spectrogram Transformer",
 Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
@@ -28,13 +27,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 from speechbrain.inference.classifiers import EncoderClassifier
+from speechbrain.utils.fetching import FetchConfig
 
 from fastast_sb.audio import check_waveform, load_audio
-from fastast_sb.tome.schedule import RSpec
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +42,10 @@ FRAME_LENGTH_MS = 25.0
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
-    """Start samples of windows covering ``num_samples``.
+    """Start samples of ``window``-long windows covering ``num_samples``.
 
     Windows are ``hop`` apart; the last one ends at the clip's end. A clip
     no longer than one window is a single window starting at 0.
-
-    Arguments
-    ---------
-    num_samples : int
-        Clip length.
-    window : int
-        Window length (samples).
-    hop : int
-        Distance between window starts (samples).
-
-    Returns
-    -------
-    list of int
 
     Example
     -------
@@ -83,21 +69,9 @@ def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
 
 @dataclass
 class TagResult:
-    """Scores of one clip.
-
-    Attributes
-    ----------
-    scores : torch.Tensor
-        [C] class probabilities (averaged over windows).
-    labels : list of str
-        Class names, in output order.
-    windows : int
-        Windows the clip was cut into.
-    duration : float
-        Clip length in seconds.
-    window_scores : torch.Tensor
-        [W, C] probabilities of each window.
-    """
+    """Scores of one clip: ``scores`` [C] (class probabilities averaged
+    over the ``windows`` windows, ``window_scores`` [W, C] those of each),
+    ``labels`` (class names in output order), ``duration`` (seconds)."""
 
     scores: torch.Tensor
     labels: List[str]
@@ -142,11 +116,7 @@ def top_k(
 class AudioTagger(EncoderClassifier):
     """Tag audio with a FastAST model folder (multi- or single-label).
 
-    Arguments
-    ---------
-    *args, **kwargs
-        As for :class:`speechbrain.inference.interfaces.Pretrained`; build
-        it with ``AudioTagger.from_hparams(source=FOLDER, savedir=None)``.
+    Build it with :meth:`from_folder` (or SpeechBrain's ``from_hparams``).
 
     Example
     -------
@@ -154,16 +124,13 @@ class AudioTagger(EncoderClassifier):
     >>> from fastast_sb.features import GlobalNorm, KaldiFbank
     >>> from fastast_sb.inference.folder import write_model_folder
     >>> from fastast_sb.models.ast import AST, ASTHead
-    >>> from speechbrain.utils.fetching import FetchConfig
     >>> tmp = tempfile.TemporaryDirectory()
     >>> _ = write_model_folder(
     ...     tmp.name, AST(input_tdim=128, preset="tiny", depth=1),
     ...     ASTHead(192, 3), ["dog", "cat", "bird"],
     ...     KaldiFbank(target_length=128), GlobalNorm(-4.27, 4.57),
     ...     multilabel=True)
-    >>> tagger = AudioTagger.from_hparams(
-    ...     source=tmp.name, savedir=None, run_opts={"device": "cpu"},
-    ...     fetch_config=FetchConfig(allow_network=False))
+    >>> tagger = AudioTagger.from_folder(tmp.name)
     >>> result = tagger.tag_waveform(0.1 * torch.randn(40000))
     >>> result.windows, len(result.top(2))
     (3, 2)
@@ -171,6 +138,25 @@ class AudioTagger(EncoderClassifier):
     """
 
     HPARAMS_NEEDED = ["label_encoder", "multilabel"]
+
+    @classmethod
+    def from_folder(
+        cls, folder: Union[str, Path], device: str = "cpu"
+    ) -> AudioTagger:
+        """Load a model folder on ``device``, with the network disabled."""
+        folder = Path(folder)
+        if not (folder / "hyperparams.yaml").is_file():
+            raise FileNotFoundError(
+                f"model folder {folder} has no hyperparams.yaml; expected a "
+                "folder written by 'python -m fastast_sb.inference export' "
+                "or 'import'"
+            )
+        return cls.from_hparams(
+            source=str(folder.resolve()),
+            savedir=None,
+            run_opts={"device": device},
+            fetch_config=FetchConfig(allow_network=False),
+        )
 
     @property
     def labels(self) -> List[str]:
@@ -189,12 +175,12 @@ class AudioTagger(EncoderClassifier):
         return int(self.mods.compute_features.sample_rate)
 
     @property
-    def r(self) -> RSpec:
+    def r(self) -> Any:
         """The merge schedule (settable: ``tagger.r = 8``)."""
         return self.mods.embedding_model.r
 
     @r.setter
-    def r(self, value: RSpec) -> None:
+    def r(self, value: Any) -> None:
         self.mods.embedding_model.r = value
 
     @property
@@ -222,22 +208,10 @@ class AudioTagger(EncoderClassifier):
         wav_lens: Optional[torch.Tensor] = None,
         normalize: bool = False,
     ) -> torch.Tensor:
-        """[B, S] waveforms -> [B, 1, D] embeddings (lengths respected).
-
-        Arguments
-        ---------
-        wavs : torch.Tensor
-            [B, S] (or [S]) waveforms at the model's rate.
-        wav_lens : torch.Tensor, optional
-            [B] relative lengths; padding past them is ignored.
-        normalize : bool
-            Unsupported (no embedding normaliser); must be False.
-
-        Returns
-        -------
-        torch.Tensor
-            [B, 1, D] pooled embeddings.
-        """
+        """[B, S] (or [S]) waveforms at the model's rate -> [B, 1, D]
+        pooled embeddings; padding past the relative lengths ``wav_lens``
+        [B] is ignored. ``normalize`` is unsupported (no embedding
+        normaliser)."""
         if normalize:
             raise ValueError(
                 "normalize=True needs a mean_var_norm_emb; FastAST model "
@@ -257,20 +231,8 @@ class AudioTagger(EncoderClassifier):
     def scores_batch(
         self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """[B, S] waveforms -> [B, C] probabilities (sigmoid or softmax).
-
-        Arguments
-        ---------
-        wavs : torch.Tensor
-            [B, S] waveforms at the model's rate (cut at one model input).
-        wav_lens : torch.Tensor, optional
-            [B] relative lengths.
-
-        Returns
-        -------
-        torch.Tensor
-            [B, C] sigmoid (multi-label) or softmax scores.
-        """
+        """[B, S] waveforms (one model input at most) -> [B, C] sigmoid
+        (multi-label) or softmax scores."""
         emb = self.encode_batch(wavs, wav_lens)
         with torch.no_grad():
             logits = self.mods.classifier(emb).squeeze(1)
@@ -284,22 +246,7 @@ class AudioTagger(EncoderClassifier):
         wav_lens: Optional[torch.Tensor] = None,
         top: int = 5,
     ) -> List[List[Tuple[str, float]]]:
-        """Top-``top`` (label, score) pairs of every clip of a batch.
-
-        Arguments
-        ---------
-        wavs : torch.Tensor
-            [B, S] waveforms at the model's rate.
-        wav_lens : torch.Tensor, optional
-            [B] relative lengths.
-        top : int
-            Pairs per clip.
-
-        Returns
-        -------
-        list of list of (str, float)
-            Best first, one list per clip.
-        """
+        """The ``top`` best (label, score) pairs of each clip of a batch."""
         scores = self.scores_batch(wavs, wav_lens).cpu()
         return [top_k(row, self.labels, top) for row in scores]
 
@@ -309,21 +256,9 @@ class AudioTagger(EncoderClassifier):
         hop: Optional[float] = None,
         batch_size: int = 8,
     ) -> TagResult:
-        """Score one clip of any length with sliding windows.
-
-        Arguments
-        ---------
-        wav : torch.Tensor
-            [S] mono waveform at the model's rate.
-        hop : float, optional
-            Seconds between window starts (half a window by default).
-        batch_size : int
-            Windows per forward pass.
-
-        Returns
-        -------
-        TagResult
-        """
+        """Score one [S] mono waveform at the model's rate, of any length,
+        with windows ``hop`` seconds apart (half a window by default),
+        ``batch_size`` windows per forward pass."""
         if wav.ndim != 1:
             raise ValueError(
                 f"expected one mono waveform [S], got shape {tuple(wav.shape)}"

@@ -1,61 +1,58 @@
 """Map AudioSet logits onto another label set (zero-shot teaching).
 
-An AudioSet-trained teacher such as EfficientAT's MobileNetV3 emits 527
-multi-label logits. To teach (or evaluate on) a smaller label set, each target
-class is given a list of AudioSet classes and its logit is an aggregate of
-theirs:
-
-* ``"logsumexp"`` (default): ``log(sum_i exp(z_i))``, a smooth maximum that
-  also credits several related AudioSet classes firing together (e.g. "Dog",
-  "Bark" and "Bow-wow"); it is at least the largest logit and at most that
-  plus ``log(n)``;
-* ``"max"``: the largest logit.
-
-On the 320 ESC-10 clips of folds 1-4 (cut or zero-padded to 5 s) with the
-``mn04_as`` teacher and :data:`ESC10_CLASS_MAP`, the zero-shot accuracy is
-0.975 (312 of 320) with ``"logsumexp"`` and 0.972 with ``"max"``, so
-logsumexp is the default; its gradient also reaches every mapped class.
+Each target class lists the AudioSet classes it covers; its logit is the
+``"logsumexp"`` of theirs (default: a smooth maximum that also credits
+related classes firing together, e.g. "Dog", "Bark" and "Bow-wow") or their
+``"max"``. A recipe keeps its maps as data, e.g.
+``recipes/ESC50/esc10_class_map.yaml`` (0.975 zero-shot accuracy on ESC-10
+with ``mn04_as``; 0.972 with max).
 
 References
 ----------
 J. F. Gemmeke et al., "Audio Set: An ontology and human-labeled dataset for
 audio events", ICASSP 2017.
-
-K. J. Piczak, "ESC: Dataset for Environmental Sound Classification",
-ACM Multimedia 2015.
 """
 
-import logging
+from __future__ import annotations
+
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
+import yaml
 
-from fastast_sb.teachers.mobilenet import (
+from fastast_sb.labels import (
+    AUDIOSET_LABELS_FILE,
     AUDIOSET_NUM_CLASSES,
-    read_audioset_labels,
+    PathLike,
+    read_labels,
 )
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["AGGREGATIONS", "ClassMap", "ESC10_CLASS_MAP"]
+__all__ = ["AGGREGATIONS", "ClassMap", "build_class_map", "read_class_map"]
 
 AGGREGATIONS = ("logsumexp", "max")
 
-#: ESC-10 categories (ESC-50 target order) -> AudioSet display names.
-ESC10_CLASS_MAP: Dict[str, Tuple[str, ...]] = {
-    "dog": ("Dog", "Bark", "Bow-wow", "Yip", "Howl", "Growling"),
-    "rooster": ("Chicken, rooster", "Crowing, cock-a-doodle-doo"),
-    "rain": ("Rain", "Raindrop", "Rain on surface"),
-    "sea_waves": ("Waves, surf", "Ocean"),
-    "crackling_fire": ("Fire", "Crackle"),
-    "crying_baby": ("Baby cry, infant cry",),
-    "sneezing": ("Sneeze",),
-    "clock_tick": ("Tick", "Tick-tock", "Clock"),
-    "helicopter": ("Helicopter", "Aircraft"),
-    "chainsaw": ("Chainsaw",),
-}
+Sources = Sequence[Union[str, int]]
+ClassMapSpec = Union[None, str, Path, "ClassMap", Mapping[str, Sources]]
+
+
+def _index(
+    source: Union[str, int], target: str, names: Dict[str, int], n: int
+) -> int:
+    """The index of a source class given by name or index."""
+    if isinstance(source, str):
+        if source not in names:
+            hint = "" if names else " (no source_labels given)"
+            raise ValueError(
+                f"unknown AudioSet class {source!r} for target {target!r}{hint}"
+            )
+        return names[source]
+    if not 0 <= int(source) < n:
+        raise ValueError(
+            f"source index {source} for target {target!r} is outside [0, {n})"
+        )
+    return int(source)
 
 
 class ClassMap(nn.Module):
@@ -64,22 +61,15 @@ class ClassMap(nn.Module):
     Arguments
     ---------
     mapping : mapping of str to sequence of (str or int)
-        For each target class, in output order, the source classes it covers,
-        as display names (looked up in ``source_labels``) or indices.
+        For each target class, in output order, its source classes: display
+        names (looked up in ``source_labels``) or indices.
     source_labels : sequence of str, optional
-        Display names of the source classes, index-ordered (see
-        :func:`~fastast_sb.teachers.mobilenet.read_audioset_labels`).
-        Required when ``mapping`` uses names.
+        Index-ordered source names (:func:`~fastast_sb.labels.read_labels`);
+        needed when ``mapping`` uses names.
     num_source_classes : int, optional
-        Number of source logits; defaults to ``len(source_labels)`` or 527.
+        Source logits; by default ``len(source_labels)``, else 527.
     aggregation : str
-        ``"logsumexp"`` or ``"max"`` over each target's source logits.
-
-    Raises
-    ------
-    ValueError
-        On an unknown source name, an index out of range, a target without
-        source classes or an unknown aggregation.
+        ``"logsumexp"`` or ``"max"``.
 
     Example
     -------
@@ -87,14 +77,13 @@ class ClassMap(nn.Module):
     >>> cmap = ClassMap({"dog": ["Dog", "Bark"], "talk": [0]}, names)
     >>> cmap.target_labels
     ['dog', 'talk']
-    >>> logits = torch.tensor([[1.0, 0.0, 0.0, 5.0]])
-    >>> cmap(logits)  # dog = log(e^0 + e^0)
+    >>> cmap(torch.tensor([[1.0, 0.0, 0.0, 5.0]]))  # dog = log(e^0 + e^0)
     tensor([[0.6931, 1.0000]])
     """
 
     def __init__(
         self,
-        mapping: Mapping[str, Sequence[Union[str, int]]],
+        mapping: Mapping[str, Sources],
         source_labels: Optional[Sequence[str]] = None,
         num_source_classes: Optional[int] = None,
         aggregation: str = "logsumexp",
@@ -109,9 +98,9 @@ class ClassMap(nn.Module):
             raise ValueError("mapping is empty, expected >= 1 target class")
         if num_source_classes is None:
             num_source_classes = (
-                len(source_labels)
-                if source_labels is not None
-                else AUDIOSET_NUM_CLASSES
+                AUDIOSET_NUM_CLASSES
+                if source_labels is None
+                else len(source_labels)
             )
         if source_labels is not None and len(source_labels) != (
             num_source_classes
@@ -120,13 +109,8 @@ class ClassMap(nn.Module):
                 f"{len(source_labels)} source labels given, expected "
                 f"num_source_classes={num_source_classes}"
             )
-        name_to_index = (
-            {name: i for i, name in enumerate(source_labels)}
-            if source_labels is not None
-            else {}
-        )
-
-        groups: List[List[int]] = []
+        names = {name: i for i, name in enumerate(source_labels or ())}
+        groups = []
         for target, sources in mapping.items():
             if isinstance(sources, (str, int)):
                 raise ValueError(
@@ -135,30 +119,9 @@ class ClassMap(nn.Module):
                 )
             if len(sources) == 0:
                 raise ValueError(f"target {target!r} has no source classes")
-            indices = []
-            for source in sources:
-                if isinstance(source, str):
-                    if source not in name_to_index:
-                        raise ValueError(
-                            f"unknown AudioSet class {source!r} for target "
-                            f"{target!r}"
-                            + (
-                                ""
-                                if source_labels is not None
-                                else " (no source_labels given)"
-                            )
-                        )
-                    index = name_to_index[source]
-                else:
-                    index = int(source)
-                    if not 0 <= index < num_source_classes:
-                        raise ValueError(
-                            f"source index {index} for target {target!r} is "
-                            f"outside [0, {num_source_classes})"
-                        )
-                indices.append(index)
-            groups.append(indices)
-
+            groups.append(
+                [_index(s, target, names, num_source_classes) for s in sources]
+            )
         width = max(len(g) for g in groups)
         index = torch.zeros(len(groups), width, dtype=torch.long)
         valid = torch.zeros(len(groups), width, dtype=torch.bool)
@@ -171,60 +134,8 @@ class ClassMap(nn.Module):
         self.aggregation = aggregation
         self.num_source_classes = num_source_classes
 
-    @classmethod
-    def from_csv(
-        cls,
-        mapping: Mapping[str, Sequence[Union[str, int]]],
-        labels_csv: Union[str, Path],
-        aggregation: str = "logsumexp",
-    ) -> "ClassMap":
-        """Build a map whose names are looked up in ``labels_csv``.
-
-        Arguments
-        ---------
-        mapping : mapping of str to sequence of (str or int)
-            Target class -> AudioSet display names or indices.
-        labels_csv : str or Path
-            AudioSet ``class_labels_indices.csv``.
-        aggregation : str
-            ``"logsumexp"`` or ``"max"``.
-
-        Returns
-        -------
-        ClassMap
-            The class map.
-
-        Example
-        -------
-        >>> import tempfile, os
-        >>> text = 'index,mid,display_name\\n0,/m/09x0r,"Speech"\\n'
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     csv_path = os.path.join(tmp, "labels.csv")
-        ...     with open(csv_path, "w") as f:
-        ...         _ = f.write(text)
-        ...     cmap = ClassMap.from_csv({"speech": ["Speech"]}, csv_path)
-        >>> cmap.num_source_classes
-        1
-        """
-        return cls(
-            mapping,
-            source_labels=read_audioset_labels(labels_csv),
-            aggregation=aggregation,
-        )
-
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        """Aggregate ``logits [B, N_source]`` into ``[B, K]`` target logits.
-
-        Arguments
-        ---------
-        logits : torch.Tensor
-            Source logits ``[B, num_source_classes]``.
-
-        Returns
-        -------
-        torch.Tensor
-            Target logits ``[B, K]``, in ``target_labels`` order.
-        """
+        """Aggregate ``[B, num_source_classes]`` into ``[B, K]`` logits."""
         if logits.dim() != 2 or logits.shape[1] != self.num_source_classes:
             raise ValueError(
                 f"logits of shape {tuple(logits.shape)} do not fit the class "
@@ -235,3 +146,102 @@ class ClassMap(nn.Module):
         if self.aggregation == "max":
             return gathered.amax(dim=-1)
         return torch.logsumexp(gathered, dim=-1)
+
+
+def read_class_map(
+    spec: PathLike, class_maps: Optional[Mapping[str, PathLike]] = None
+) -> Dict[str, List[Union[str, int]]]:
+    """Read a class map from a YAML/JSON file, or the file a name stands for.
+
+    ``spec`` is a name in ``class_maps`` (named files, e.g. a recipe's
+    ``{"esc10": ...}``) or a file of ``target: [sources]`` lines.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "map.yaml")
+    >>> _ = open(f, "w").write('dog: [Dog, "Bark"]\\nrest: [0]\\n')
+    >>> read_class_map("dogs", {"dogs": f})
+    {'dog': ['Dog', 'Bark'], 'rest': [0]}
+    """
+    class_maps = class_maps or {}
+    path = Path(class_maps.get(str(spec), spec))
+    if str(spec) in class_maps and not path.is_file():
+        raise FileNotFoundError(
+            f"class map {str(spec)!r} is {path}, which does not exist "
+            "(a relative path starts at the working directory)"
+        )
+    if not path.is_file():
+        raise ValueError(
+            f"unknown class map {str(spec)!r}; expected one of "
+            f"{sorted(class_maps)}, a YAML/JSON file, a ClassMap or a mapping"
+        )
+    with path.open(encoding="utf-8") as f:
+        mapping = yaml.safe_load(f)
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f"class map file {path} holds a {type(mapping).__name__}; "
+            "expected target classes mapped to lists of source classes"
+        )
+    return mapping
+
+
+def build_class_map(
+    spec: ClassMapSpec,
+    labels_csv: Optional[PathLike] = None,
+    num_source_classes: Optional[int] = None,
+    aggregation: str = "logsumexp",
+    class_maps: Optional[Mapping[str, PathLike]] = None,
+) -> Optional[ClassMap]:
+    """Turn a class-map specification into a :class:`ClassMap`.
+
+    Arguments
+    ---------
+    spec : None, str, Path, ClassMap or mapping
+        ``None`` (no map), a :class:`ClassMap`, a mapping target -> source
+        classes (AudioSet display names or indices), or a file / name for
+        :func:`read_class_map`.
+    labels_csv : str or Path, optional
+        AudioSet ``class_labels_indices.csv``; needed for source names.
+    num_source_classes : int, optional
+        Number of teacher logits (by default the number of labels, or 527).
+    aggregation : str
+        ``"logsumexp"`` or ``"max"``.
+    class_maps : mapping of str to path, optional
+        Named class-map files.
+
+    Example
+    -------
+    >>> build_class_map({"a": [0, 2], "b": [1]}, num_source_classes=3)(
+    ...     torch.tensor([[0.0, 1.0, 0.0]]))
+    tensor([[0.6931, 1.0000]])
+    """
+    if spec is None or isinstance(spec, ClassMap):
+        return spec
+    if isinstance(spec, (str, Path)):
+        spec = read_class_map(spec, class_maps)
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            "class_map must be None, a name, a file, a ClassMap or a "
+            f"mapping, got {type(spec).__name__}"
+        )
+    names = any(
+        isinstance(source, str)
+        for sources in spec.values()
+        if not isinstance(sources, str)
+        for source in sources
+    )
+    if names and labels_csv is None:
+        raise ValueError(
+            "the class map names AudioSet classes: give labels_csv (AudioSet "
+            f"'{AUDIOSET_LABELS_FILE}')"
+        )
+    if labels_csv is None:
+        return ClassMap(spec, None, num_source_classes, aggregation)
+    labels = read_labels(labels_csv)
+    if num_source_classes is not None and len(labels) != num_source_classes:
+        raise ValueError(
+            f"{labels_csv} lists {len(labels)} classes, the teacher emits "
+            f"{num_source_classes}"
+        )
+    return ClassMap(spec, labels, aggregation=aggregation)

@@ -1,22 +1,15 @@
 """EfficientNet-B2 with multi-head attention pooling (PSLA / CMKD teacher).
 
-The CNN teacher of PSLA and CMKD: an EfficientNet-B2 trunk over a one-channel
-log-mel spectrogram, mean over the remaining frequency axis, then attention
-pooling over time with several heads. Each head computes, from 1x1
-convolutions over the 1408 trunk channels,
+An EfficientNet trunk over a one-channel log-mel spectrogram, a mean over
+the remaining frequency axis, then attention pooling over time: each head
+pools class outputs ``W_c x`` with weights ``sigmoid(W_a x)`` normalised over
+time, and the heads are summed with learned softmax weights. PSLA applies a
+sigmoid to the class outputs; here they stay logits, as
+:func:`fastast_sb.distill.cmkd_loss` expects.
 
-* an attention map ``a = sigmoid(W_a x)`` normalised over time,
-* class outputs ``c = W_c x``,
-
-and pools ``sum_t a * c``. The heads are summed with learned,
-softmax-normalised weights. PSLA passes the class outputs through a sigmoid
-and emits probabilities; here they stay linear so that the model emits
-logits, as :func:`fastast_sb.distill.cmkd_loss` expects.
-
-Input is AST-normalised log-mel features ``(fbank - mean) / (2 * std)``.
-PSLA normalises with ``(fbank - mean) / std`` (AudioSet mean -4.6476, std
-4.5699); set ``renormalize=True`` to convert the AST input to that
-convention (needed only for weights trained the PSLA way).
+Input is AST-normalised features ``(fbank - mean) / (2 * std)``;
+``renormalize=True`` converts them to PSLA's ``(fbank - mean) / std``
+(AudioSet mean -4.6476, std 4.5699) for weights trained the PSLA way.
 
 References
 ----------
@@ -31,14 +24,16 @@ M. Tan, Q. Le, "EfficientNet: Rethinking Model Scaling for Convolutional
 Neural Networks", ICML 2019.
 """
 
-import logging
-from typing import Optional
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn as nn
 from efficientnet_pytorch import EfficientNet
 
-logger = logging.getLogger(__name__)
+from fastast_sb.checkpoint import strip_prefix
+from fastast_sb.features import NORM_STATS
 
 __all__ = [
     "AST_AUDIOSET_MEAN",
@@ -49,8 +44,7 @@ __all__ = [
     "EfficientNetTeacher",
 ]
 
-AST_AUDIOSET_MEAN = -4.2677393
-AST_AUDIOSET_STD = 4.5689974
+AST_AUDIOSET_MEAN, AST_AUDIOSET_STD = NORM_STATS["audioset"]
 PSLA_AUDIOSET_MEAN = -4.6476
 PSLA_AUDIOSET_STD = 4.5699
 
@@ -60,12 +54,8 @@ class AttentionPooling(nn.Module):
 
     Arguments
     ---------
-    in_channels : int
-        Channels of the input sequence.
-    num_classes : int
-        Output logits.
-    num_heads : int
-        Attention heads.
+    in_channels, num_classes, num_heads : int
+        Input channels, output logits and attention heads.
     eps : float
         Floor of the attention weights before normalisation.
 
@@ -99,21 +89,8 @@ class AttentionPooling(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Pool ``x [B, C_in, T]`` into logits ``[B, num_classes]``.
-
-        Arguments
-        ---------
-        x : torch.Tensor
-            Sequence ``[B, C_in, T]``.
-        mask : torch.Tensor, optional
-            Boolean ``[B, T]``, ``True`` on valid frames; padded frames get
-            zero attention.
-
-        Returns
-        -------
-        torch.Tensor
-            Logits ``[B, num_classes]``.
-        """
+        """Pool ``x [B, C_in, T]`` into logits ``[B, num_classes]``; frames
+        where the boolean ``mask [B, T]`` is False get no attention."""
         batch, _, time = x.shape
         shape = (batch, self.num_heads, self.num_classes, time)
         att = torch.sigmoid(self.attention(x)).view(shape)  # [B, H, K, T]
@@ -128,31 +105,22 @@ class AttentionPooling(nn.Module):
 
 
 class EfficientNetTeacher(nn.Module):
-    """EfficientNet-B2 + attention pooling over AST-normalised features.
+    """EfficientNet + attention pooling over AST-normalised features.
 
-    The trunk is built with ``EfficientNet.from_name`` (random initial
-    weights, nothing downloaded). It reduces time and frequency by 32, so
-    ``T = 128`` leaves 4 frames to pool.
+    The trunk is ``EfficientNet.from_name`` (random weights, nothing
+    downloaded); it divides time and frequency by 32.
 
     Arguments
     ---------
-    num_classes : int
-        Output logits.
+    num_classes, num_heads : int
+        Output logits and attention-pooling heads.
     model_name : str
         ``efficientnet_pytorch`` model name.
-    num_heads : int
-        Attention-pooling heads.
     renormalize : bool
-        Convert input from the AST convention ``(x - input_mean) /
-        (2 * input_std)`` to PSLA's ``(x - target_mean) / target_std``.
-    input_mean : float
-        Mean used by the AST normalisation of the input.
-    input_std : float
-        Standard deviation used by the AST normalisation of the input.
-    target_mean : float
-        Mean of the PSLA normalisation.
-    target_std : float
-        Standard deviation of the PSLA normalisation.
+        Map input from ``(x - input_mean) / (2 * input_std)`` to
+        ``(x - target_mean) / target_std`` (PSLA's convention).
+    input_mean, input_std, target_mean, target_std : float
+        The two normalisations.
 
     Example
     -------
@@ -190,19 +158,34 @@ class EfficientNetTeacher(nn.Module):
         self.shift = (input_mean - target_mean) / target_std
         self.num_classes = num_classes
 
-    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
-        """Apply the input convention of the trunk.
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, torch.Tensor], **kwargs: Any
+    ) -> EfficientNetTeacher:
+        """Build the teacher of a state dict (class count read from it), in
+        eval mode; ``kwargs`` are constructor arguments.
 
-        Arguments
-        ---------
-        feats : torch.Tensor
-            AST-normalised features ``[B, T, F]``.
-
-        Returns
+        Example
         -------
-        torch.Tensor
-            ``feats`` unchanged, or in PSLA's ``(x - mean) / std`` convention
-            when ``renormalize`` is set.
+        >>> saved = EfficientNetTeacher(3, model_name="efficientnet-b0")
+        >>> EfficientNetTeacher.from_state_dict(
+        ...     saved.state_dict(), model_name="efficientnet-b0").num_classes
+        3
+        """
+        state = strip_prefix(state, ("module.", "net."))
+        bias = state.get("pooling.classes.bias")
+        if bias is None:
+            raise ValueError(
+                "not an EfficientNetTeacher state dict (no "
+                "'pooling.classes.bias' key)"
+            )
+        heads = kwargs.get("num_heads", 4)
+        model = cls(**{"num_classes": bias.numel() // heads, **kwargs})
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        """``feats [B, T, F]``, in PSLA's convention if ``renormalize``.
 
         Example
         -------
@@ -221,21 +204,8 @@ class EfficientNetTeacher(nn.Module):
     def forward(
         self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Classify a batch of features.
-
-        Arguments
-        ---------
-        feats : torch.Tensor
-            AST-normalised log-mel features ``[B, T, F]``.
-        lens : torch.Tensor, optional
-            Relative lengths ``[B]`` in ``(0, 1]``; pooled frames past them
-            get no attention.
-
-        Returns
-        -------
-        torch.Tensor
-            Logits ``[B, num_classes]``.
-        """
+        """Logits ``[B, num_classes]`` of AST features ``[B, T, F]``; pooled
+        frames past the relative lengths ``lens [B]`` get no attention."""
         if feats.dim() != 3:
             raise ValueError(
                 f"feats must be [B, T, F], got shape {tuple(feats.shape)}"

@@ -1,34 +1,17 @@
-"""``FrozenTeacher``: any teacher network, frozen, eval-locked, no grad.
+"""``FrozenTeacher``: a teacher network, frozen, eval-locked, without grad.
 
-Consistent teaching (CMKD, FastAST) runs the teacher on exactly the batch the
-student sees in training. :class:`FrozenTeacher` wraps a teacher network with
-its input convention and is called by
-:class:`~fastast_sb.brain.FastASTBrain` as ``teacher(wavs, lens, feats)``:
-
-* ``input="feats"``: the network gets the AST-normalised features of the
-  augmented batch ``[B, T, F]`` (after mixup and SpecAugment), e.g.
-  :class:`~fastast_sb.teachers.effnet.EfficientNetTeacher` or
-  :class:`~fastast_sb.teachers.passt.PaSST`;
-* ``input="wavs"``: the network gets the mixed waveform ``[B, S]`` and runs
-  its own front end, e.g.
-  :class:`~fastast_sb.teachers.mobilenet.MobileNetTeacher`; it sees mixup
-  but not SpecAugment, which masks features.
-
-The network is called as ``model(x, lens)`` and must return logits
-``[B, C]``. An optional :class:`~fastast_sb.teachers.class_map.ClassMap`
-maps those (e.g. 527 AudioSet) logits to the task's classes.
-
-The wrapper freezes every parameter, stays in evaluation mode whatever
-``train()`` is asked (SpeechBrain would otherwise switch dropout and batch
-norm to training) and runs under ``torch.no_grad()``. Keep it out of the
-Brain's ``modules``: SpeechBrain trains and optimises those.
-
-Checkpoints are plain state dicts of the wrapped network, read with
-``torch.load(..., weights_only=True)``; a ``net.`` or ``module.`` prefix
-shared by all keys (training wrappers) is stripped. For a network trained by
-a SpeechBrain recipe, give the module's file inside the checkpoint folder
-(``save/CKPT+.../<module>.ckpt``, a plain state dict): folders themselves are
-not read yet.
+Consistent teaching (CMKD, FastAST) runs the teacher on the very batch the
+student sees: :class:`~fastast_sb.brain.FastASTBrain` calls
+``teacher(wavs, lens, feats)`` and the wrapper calls ``model(x, lens)`` with
+``x`` the AST-normalised features ``[B, T, F]`` of the augmented batch
+(``input="feats"``) or the mixed waveform ``[B, S]`` (``input="wavs"``, for
+a network with its own front end: it hears mixup, not SpecAugment). A
+:class:`~fastast_sb.teachers.class_map.ClassMap` can map the logits to the
+task's classes. The wrapper freezes every parameter, stays in eval mode
+whatever ``train()`` asks and runs under ``torch.no_grad()``; keep it out of
+the Brain's ``modules``, which SpeechBrain trains. Checkpoints are the
+network's state-dict files (of a SpeechBrain run: ``<module>.ckpt`` in
+``save/CKPT+...``).
 
 References
 ----------
@@ -43,132 +26,34 @@ via Token Merging and Cross-Model Knowledge Distillation", 2024.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
-from fastast_sb.teachers.class_map import ESC10_CLASS_MAP, ClassMap
+from fastast_sb.checkpoint import read_state_dict, strip_prefix
+from fastast_sb.labels import AUDIOSET_NUM_CLASSES, PathLike, labels_beside
+from fastast_sb.teachers.class_map import (
+    ClassMap,
+    ClassMapSpec,
+    build_class_map,
+)
 from fastast_sb.teachers.effnet import EfficientNetTeacher
 from fastast_sb.teachers.mobilenet import MobileNetTeacher
 from fastast_sb.teachers.passt import PaSST
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "INPUTS",
-    "NAMED_CLASS_MAPS",
-    "FrozenTeacher",
-    "build_class_map",
-    "declared_num_classes",
-    "labels_beside",
-    "load_state_dict",
-]
+__all__ = ["INPUTS", "FrozenTeacher"]
 
 #: Input conventions a teacher can have.
 INPUTS = ("feats", "wavs")
 
-#: Class maps that can be named in a config (target -> AudioSet names).
-NAMED_CLASS_MAPS: Dict[str, Mapping[str, Sequence[str]]] = {
-    "esc10": ESC10_CLASS_MAP,
-}
-
-#: File looked for beside a checkpoint when a class map names classes.
-AUDIOSET_LABELS_FILE = "class_labels_indices.csv"
-
-ClassMapSpec = Union[
-    None, str, ClassMap, Mapping[str, Sequence[Union[str, int]]]
-]
-PathLike = Union[str, Path]
+ClassMaps = Optional[Mapping[str, PathLike]]
 
 
-def load_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
-    """Read a state dict file with ``torch.load(..., weights_only=True)``.
-
-    A ``{"state_dict": ...}`` wrapper is unwrapped.
-
-    Arguments
-    ---------
-    path : str or Path
-        A file holding a state dict.
-
-    Returns
-    -------
-    dict of str to torch.Tensor
-        The state dict, on the CPU.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     ckpt = os.path.join(tmp, "w.pt")
-    ...     torch.save(nn.Linear(2, 3).state_dict(), ckpt)
-    ...     sorted(load_state_dict(ckpt))
-    ['bias', 'weight']
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(
-            f"teacher checkpoint {path} is a folder; give the state-dict file "
-            "of the teacher network (in a SpeechBrain checkpoint folder, the "
-            "module's '<name>.ckpt' file)"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and isinstance(
-        state.get("state_dict"), Mapping
-    ):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ValueError(
-            f"teacher checkpoint {path} does not hold a state dict (a "
-            f"mapping of names to tensors), got {type(state).__name__}"
-        )
-    return dict(state)
-
-
-def _strip_wrapper_prefix(
-    state: Dict[str, torch.Tensor], model: nn.Module
-) -> Dict[str, torch.Tensor]:
-    """Strip a ``module.`` / ``net.`` prefix all keys share (not the model)."""
-    model_keys = list(model.state_dict())
-    for prefix in ("module.", "net."):
-        if (
-            state
-            and all(k.startswith(prefix) for k in state)
-            and not any(k.startswith(prefix) for k in model_keys)
-        ):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
-
-
-def declared_num_classes(model: nn.Module) -> Optional[int]:
-    """The class count a network declares, if it does.
-
-    Reads ``model.num_classes``, else ``model.model.num_classes`` (wrappers
-    such as :class:`~fastast_sb.teachers.mobilenet.MobileNetTeacher`).
-
-    Arguments
-    ---------
-    model : nn.Module
-        A teacher network.
-
-    Returns
-    -------
-    int or None
-        The declared number of output logits, or ``None``.
-
-    Example
-    -------
-    >>> declared_num_classes(MobileNetTeacher(width_mult=0.1))
-    527
-    >>> declared_num_classes(nn.Linear(2, 3)) is None
-    True
-    """
+def _declared(model: nn.Module) -> Optional[int]:
+    """``model.num_classes`` (or ``model.model.num_classes``), if an int."""
     for obj in (model, getattr(model, "model", None)):
         count = getattr(obj, "num_classes", None)
         if isinstance(count, int) and not isinstance(count, bool):
@@ -176,93 +61,21 @@ def declared_num_classes(model: nn.Module) -> Optional[int]:
     return None
 
 
-def build_class_map(
-    spec: ClassMapSpec,
-    labels_csv: Optional[PathLike] = None,
-    num_source_classes: Optional[int] = None,
-    aggregation: str = "logsumexp",
-) -> Optional[ClassMap]:
-    """Turn a class-map specification into a :class:`ClassMap`.
-
-    Arguments
-    ---------
-    spec : None, str, ClassMap or mapping
-        ``None`` (no map), a name in :data:`NAMED_CLASS_MAPS` (``"esc10"``),
-        a ready :class:`ClassMap`, or a mapping target -> source classes
-        (AudioSet display names or indices).
-    labels_csv : str or Path, optional
-        AudioSet ``class_labels_indices.csv``; needed when the map names
-        source classes.
-    num_source_classes : int, optional
-        Number of teacher logits (by default the number of labels, or 527).
-    aggregation : str
-        ``"logsumexp"`` or ``"max"``.
-
-    Returns
-    -------
-    ClassMap or None
-        The class map.
-
-    Example
-    -------
-    >>> build_class_map({"a": [0, 2], "b": [1]}, num_source_classes=3)(
-    ...     torch.tensor([[0.0, 1.0, 0.0]]))
-    tensor([[0.6931, 1.0000]])
-    """
-    if spec is None or isinstance(spec, ClassMap):
-        return spec
-    if isinstance(spec, str):
-        if spec not in NAMED_CLASS_MAPS:
-            raise ValueError(
-                f"unknown class map {spec!r}; expected one of "
-                f"{sorted(NAMED_CLASS_MAPS)}, a ClassMap or a mapping"
-            )
-        spec = NAMED_CLASS_MAPS[spec]
-    if not isinstance(spec, Mapping):
-        raise TypeError(
-            "class_map must be None, a name, a ClassMap or a mapping, got "
-            f"{type(spec).__name__}"
-        )
-    names = any(
-        isinstance(source, str)
-        for sources in spec.values()
-        if not isinstance(sources, str)
-        for source in sources
-    )
-    if names and labels_csv is None:
+def _load(
+    checkpoint: PathLike,
+    name: str,
+    build: Callable[[Dict[str, torch.Tensor]], nn.Module],
+) -> nn.Module:
+    """``build(state)`` of the checkpoint, its errors naming the file."""
+    state = read_state_dict(checkpoint, "teacher checkpoint")
+    try:
+        model = build(state)
+    except (RuntimeError, ValueError) as err:
         raise ValueError(
-            "the class map names AudioSet classes: give labels_csv (AudioSet "
-            f"'{AUDIOSET_LABELS_FILE}')"
-        )
-    if labels_csv is not None:
-        cmap = ClassMap.from_csv(spec, labels_csv, aggregation=aggregation)
-        if num_source_classes is not None and (
-            cmap.num_source_classes != num_source_classes
-        ):
-            raise ValueError(
-                f"{labels_csv} lists {cmap.num_source_classes} classes, the "
-                f"teacher emits {num_source_classes}"
-            )
-        return cmap
-    return ClassMap(
-        spec, num_source_classes=num_source_classes, aggregation=aggregation
-    )
-
-
-def labels_beside(
-    checkpoint: Optional[PathLike], labels_csv: Optional[PathLike]
-) -> Optional[PathLike]:
-    """``labels_csv``, or the AudioSet label file beside the checkpoint.
-
-    Example
-    -------
-    >>> labels_beside(None, "labels.csv"), labels_beside(None, None)
-    ('labels.csv', None)
-    """
-    if labels_csv is not None or checkpoint is None:
-        return labels_csv
-    candidate = Path(checkpoint).with_name(AUDIOSET_LABELS_FILE)
-    return candidate if candidate.is_file() else None
+            f"teacher checkpoint {checkpoint} does not fit {name}: {err}"
+        ) from err
+    logger.info("Loaded %s teacher from %s", name, checkpoint)
+    return model
 
 
 class FrozenTeacher(nn.Module):
@@ -273,24 +86,22 @@ class FrozenTeacher(nn.Module):
     model : nn.Module
         The network, called as ``model(x, lens) -> logits [B, C]``.
     input : str
-        ``"feats"``: ``x`` is the AST-normalised features ``[B, T, F]`` of
-        the augmented batch; ``"wavs"``: ``x`` is the mixed waveform
-        ``[B, S]`` (the network has its own front end).
+        ``"feats"`` or ``"wavs"``, see the module docstring.
     n_classes : int, optional
-        Classes of the task; the (mapped) teacher output must have as many.
-        By default that of the class map, else the one the network declares
-        (``num_classes``), else whatever it emits.
+        Classes of the task (default: the class map's, else the network's
+        ``num_classes``).
     class_map : ClassMap, optional
         Maps the network's logits to the task's classes.
     checkpoint : str, optional
-        A state dict of ``model`` to load (strictly) before freezing.
+        A state dict of ``model`` to load strictly (a ``module.`` / ``net.``
+        prefix is stripped).
 
     Raises
     ------
     ValueError
-        On an unknown ``input``, or when the class counts of the network,
-        the class map and ``n_classes`` disagree (checked here when the
-        network declares ``num_classes``, and at every forward).
+        When the class counts of the network, the class map and
+        ``n_classes`` disagree (checked here when the network declares
+        ``num_classes``, else once, at its first forward).
 
     Example
     -------
@@ -327,21 +138,18 @@ class FrozenTeacher(nn.Module):
         if n_classes is not None and n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
         if checkpoint is not None:
-            state = _strip_wrapper_prefix(load_state_dict(checkpoint), model)
-            try:
+
+            def fill(state: Dict[str, torch.Tensor]) -> nn.Module:
+                state = strip_prefix(
+                    state, ("module.", "net."), model.state_dict()
+                )
                 model.load_state_dict(state, strict=True)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"teacher checkpoint {checkpoint} does not fit "
-                    f"{type(model).__name__}: {err}"
-                ) from err
-            logger.info(
-                "Loaded %s teacher from %s", type(model).__name__, checkpoint
-            )
+                return model
+
+            _load(checkpoint, type(model).__name__, fill)
         self.model = model
         self.class_map = class_map
         self.input = input
-        self.model_classes = declared_num_classes(model)
         if class_map is not None:
             mapped = len(class_map.target_labels)
             if n_classes is not None and n_classes != mapped:
@@ -350,16 +158,15 @@ class FrozenTeacher(nn.Module):
                     f"n_classes={n_classes}"
                 )
             n_classes = mapped
-        elif n_classes is None:
-            n_classes = self.model_classes
-        self.n_classes = n_classes
+        self.model_classes = _declared(model)
+        self.n_classes = self.model_classes if n_classes is None else n_classes
         if self.model_classes is not None:
-            self._check_output(self.model_classes)
+            self._check_count(self.model_classes)
         for param in self.parameters():
             param.requires_grad_(False)
         super().train(False)
 
-    def _check_output(self, count: int) -> None:
+    def _check_count(self, count: int) -> None:
         """Raise unless ``count`` network logits fit the map / n_classes."""
         name = type(self.model).__name__
         if self.class_map is not None:
@@ -377,18 +184,7 @@ class FrozenTeacher(nn.Module):
             )
 
     def train(self, mode: bool = True) -> FrozenTeacher:
-        """Stay in evaluation mode whatever ``mode`` is (eval-locked).
-
-        Arguments
-        ---------
-        mode : bool
-            Ignored.
-
-        Returns
-        -------
-        FrozenTeacher
-            ``self``, in evaluation mode.
-        """
+        """Stay in evaluation mode whatever ``mode`` is (eval-locked)."""
         return super().train(False)
 
     def extra_repr(self) -> str:
@@ -402,23 +198,9 @@ class FrozenTeacher(nn.Module):
         lens: Optional[torch.Tensor] = None,
         feats: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Teacher logits for the augmented batch (no grad).
-
-        Arguments
-        ---------
-        wavs : torch.Tensor, optional
-            Mixed waveforms ``[B, S]`` (used when ``input="wavs"``).
-        lens : torch.Tensor, optional
-            Relative lengths ``[B]``, passed to the network.
-        feats : torch.Tensor, optional
-            AST-normalised features ``[B, T, F]`` of the augmented batch
-            (used when ``input="feats"``).
-
-        Returns
-        -------
-        torch.Tensor
-            Logits ``[B, n_classes]``, not requiring grad.
-        """
+        """Logits ``[B, n_classes]`` (no grad) of the augmented batch: the
+        waveforms ``wavs [B, S]`` or the features ``feats [B, T, F]`` (as
+        ``input`` says) and the relative lengths ``lens [B]``."""
         x = feats if self.input == "feats" else wavs
         if x is None:
             raise ValueError(
@@ -426,22 +208,66 @@ class FrozenTeacher(nn.Module):
                 "was given"
             )
         logits = self.model(x, lens)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            got = (
-                f"shape {tuple(logits.shape)}"
-                if isinstance(logits, torch.Tensor)
-                else type(logits).__name__
-            )
-            raise ValueError(
-                f"teacher {type(self.model).__name__} must return logits "
-                f"[B, C], got {got}"
-            )
-        self._check_output(logits.shape[1])
+        if self.model_classes is None:  # undeclared: check the first output
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                got = getattr(logits, "shape", type(logits).__name__)
+                raise ValueError(
+                    f"teacher {type(self.model).__name__} must return logits "
+                    f"[B, C], got {got}"
+                )
+            self._check_count(logits.shape[1])
+            self.model_classes = logits.shape[1]
         if self.class_map is not None:
             logits = self.class_map(logits)
         return logits
 
-    # ------------------------------------------------------------- factories
+    @classmethod
+    def _build(
+        cls,
+        net: Any,
+        input: str,
+        checkpoint: Optional[PathLike],
+        task: Tuple[Any, ...],
+        net_args: Dict[str, Any],
+    ) -> FrozenTeacher:
+        """The factories' one path: network, class map, frozen wrapper.
+
+        ``task`` is the factories' ``(n_classes, class_map, labels_csv,
+        aggregation, class_maps)``. With a checkpoint,
+        ``net.from_state_dict(state, **net_args)`` reads the network's shape;
+        random weights (tests, smoke runs) get ``net_args``, ``num_classes``
+        defaulting to the class map's source count, else ``n_classes``.
+        """
+        n_classes, class_map, labels_csv, aggregation, class_maps = task
+        model = None
+        if checkpoint is not None:
+            model = _load(
+                checkpoint,
+                net.__name__,
+                lambda state: net.from_state_dict(state, **net_args),
+            )
+        outputs = (
+            net_args.get("num_classes") if model is None else model.num_classes
+        )
+        cmap = build_class_map(
+            class_map,
+            labels_beside(checkpoint, labels_csv),
+            outputs,
+            aggregation,
+            class_maps,
+        )
+        if model is None:
+            logger.warning("%s teacher has random weights", net.__name__)
+            if outputs is None:
+                outputs = cmap.num_source_classes if cmap else n_classes
+            if outputs is None:
+                raise ValueError(
+                    "give n_classes, a class_map or a checkpoint: the "
+                    f"{net.__name__} teacher's output size is unknown"
+                )
+            model = net(**{**net_args, "num_classes": outputs})
+        return cls(model, input, n_classes, cmap)
+
     @classmethod
     def mobilenet(
         cls,
@@ -452,32 +278,24 @@ class FrozenTeacher(nn.Module):
         labels_csv: Optional[PathLike] = None,
         width_mult: float = 0.4,
         aggregation: str = "logsumexp",
+        class_maps: ClassMaps = None,
     ) -> FrozenTeacher:
-        """EfficientAT MobileNetV3 on the mixed waveform (own 32 kHz front end).
+        """EfficientAT MobileNetV3 on the mixed waveform (``input="wavs"``).
 
         Arguments
         ---------
         checkpoint : str, optional
-            EfficientAT state dict (e.g. ``mn04_as_mAP_432.pt``); ``None``
-            builds random weights (tests, smoke runs).
-        sample_rate : int
-            Rate of the recipe's waveforms (resampled to 32 kHz inside).
+            EfficientAT (e.g. ``mn04_as_mAP_432.pt``) or our state dict;
+            ``None``: random weights, 527 AudioSet outputs.
+        sample_rate, width_mult
+            Of :class:`~fastast_sb.teachers.mobilenet.MobileNetTeacher`.
         n_classes : int, optional
-            Classes of the task (checked against the class map).
-        class_map : None, str, ClassMap or mapping
-            See :func:`build_class_map`; ``"esc10"`` maps AudioSet to ESC-10.
+            Classes of the task.
+        class_map, class_maps, aggregation
+            See :func:`~fastast_sb.teachers.class_map.build_class_map`.
         labels_csv : str, optional
-            AudioSet ``class_labels_indices.csv`` for a map that names
-            classes; by default the file of that name beside ``checkpoint``.
-        width_mult : float
-            Width of the network (0.4 for ``mn04_as``).
-        aggregation : str
-            ``"logsumexp"`` or ``"max"`` (class map).
-
-        Returns
-        -------
-        FrozenTeacher
-            The frozen teacher, ``input="wavs"``.
+            AudioSet ``class_labels_indices.csv`` for a map naming classes
+            (by default the file of that name beside ``checkpoint``).
 
         Example
         -------
@@ -486,20 +304,11 @@ class FrozenTeacher(nn.Module):
         >>> t(torch.randn(2, 16000)).shape
         torch.Size([2, 2])
         """
-        if checkpoint is None:
-            logger.warning("MobileNetV3 teacher has random weights")
-            model = MobileNetTeacher(sample_rate, width_mult=width_mult)
-        else:
-            model = MobileNetTeacher.from_checkpoint(
-                checkpoint, sample_rate=sample_rate, width_mult=width_mult
-            )
-        cmap = build_class_map(
-            class_map,
-            labels_beside(checkpoint, labels_csv),
-            declared_num_classes(model),
-            aggregation,
-        )
-        return cls(model, "wavs", n_classes, cmap)
+        net = dict(sample_rate=sample_rate, width_mult=width_mult)
+        if checkpoint is None:  # an AudioSet tagger
+            net["num_classes"] = AUDIOSET_NUM_CLASSES
+        task = (n_classes, class_map, labels_csv, aggregation, class_maps)
+        return cls._build(MobileNetTeacher, "wavs", checkpoint, task, net)
 
     @classmethod
     def effnet(
@@ -512,32 +321,15 @@ class FrozenTeacher(nn.Module):
         num_heads: int = 4,
         renormalize: bool = False,
         aggregation: str = "logsumexp",
+        class_maps: ClassMaps = None,
     ) -> FrozenTeacher:
         """EfficientNet + attention pooling (PSLA / CMKD) on AST features.
 
-        The number of network outputs is read from the checkpoint
-        (``pooling.classes.bias``); with random weights it is the class
-        map's source count, else ``n_classes``.
-
-        Arguments
-        ---------
-        checkpoint : str, optional
-            State dict of
-            :class:`~fastast_sb.teachers.effnet.EfficientNetTeacher`;
-            ``None`` builds random weights (tests, smoke runs).
-        n_classes, class_map, labels_csv, aggregation
-            As for :meth:`mobilenet`.
-        model_name : str
-            ``efficientnet_pytorch`` model name.
-        num_heads : int
-            Attention-pooling heads.
-        renormalize : bool
-            Convert AST-normalised input to PSLA's normalisation.
-
-        Returns
-        -------
-        FrozenTeacher
-            The frozen teacher, ``input="feats"``.
+        Arguments as for :meth:`mobilenet`, with
+        :class:`~fastast_sb.teachers.effnet.EfficientNetTeacher`'s
+        ``model_name``, ``num_heads`` and ``renormalize``; the class count
+        is read from the checkpoint (random weights: the class map's
+        source count, else ``n_classes``).
 
         Example
         -------
@@ -545,38 +337,11 @@ class FrozenTeacher(nn.Module):
         >>> t(None, None, torch.randn(1, 64, 128)).shape
         torch.Size([1, 3])
         """
-        state = None
-        source: Optional[int] = None  # network outputs, when known
-        if checkpoint is not None:
-            state = load_state_dict(checkpoint)
-            bias = state.get("pooling.classes.bias")
-            if bias is None:
-                raise ValueError(
-                    f"{checkpoint} is not an EfficientNetTeacher state dict "
-                    "(no 'pooling.classes.bias' key)"
-                )
-            source = bias.numel() // num_heads
-        cmap = build_class_map(
-            class_map,
-            labels_beside(checkpoint, labels_csv),
-            source,
-            aggregation,
+        net = dict(
+            model_name=model_name, num_heads=num_heads, renormalize=renormalize
         )
-        if source is None:
-            logger.warning("EfficientNet teacher has random weights")
-            source = cmap.num_source_classes if cmap else n_classes
-            if source is None:
-                raise ValueError(
-                    "give n_classes, a class_map or a checkpoint: the "
-                    "EfficientNet teacher's output size is unknown"
-                )
-        model = EfficientNetTeacher(source, model_name, num_heads, renormalize)
-        if state is not None:
-            model.load_state_dict(
-                _strip_wrapper_prefix(state, model), strict=True
-            )
-            logger.info("Loaded EfficientNet teacher from %s", checkpoint)
-        return cls(model, "feats", n_classes, cmap)
+        task = (n_classes, class_map, labels_csv, aggregation, class_maps)
+        return cls._build(EfficientNetTeacher, "feats", checkpoint, task, net)
 
     @classmethod
     def passt(
@@ -586,28 +351,15 @@ class FrozenTeacher(nn.Module):
         class_map: ClassMapSpec = None,
         labels_csv: Optional[PathLike] = None,
         aggregation: str = "logsumexp",
+        class_maps: ClassMaps = None,
         **kwargs: Any,
     ) -> FrozenTeacher:
         """PaSST on our 16 kHz AST features (not its own 32 kHz front end).
 
-        Arguments
-        ---------
-        checkpoint : str, optional
-            Our or PaSST's state dict; the architecture is read from it
-            (:meth:`~fastast_sb.teachers.passt.PaSST.from_state_dict`).
-            ``None`` builds random weights (tests, smoke runs).
-        n_classes, class_map, labels_csv, aggregation
-            As for :meth:`mobilenet`.
-        **kwargs
-            :class:`~fastast_sb.teachers.passt.PaSST` arguments (e.g.
-            ``input_tdim``, ``preset``, ``num_heads``); with random weights,
-            ``num_classes`` defaults to the class map's source count, else
-            ``n_classes``.
-
-        Returns
-        -------
-        FrozenTeacher
-            The frozen teacher, ``input="feats"``.
+        Arguments as for :meth:`mobilenet`; ``kwargs`` are
+        :class:`~fastast_sb.teachers.passt.PaSST` arguments (``input_tdim``,
+        ``preset``, ``num_heads``, ...); a checkpoint gives the architecture
+        (:meth:`~fastast_sb.teachers.passt.PaSST.from_state_dict`).
 
         Example
         -------
@@ -616,22 +368,5 @@ class FrozenTeacher(nn.Module):
         >>> t(None, None, torch.randn(1, 128, 128)).shape
         torch.Size([1, 3])
         """
-        if checkpoint is not None:
-            model = PaSST.from_state_dict(load_state_dict(checkpoint), **kwargs)
-            source: Optional[int] = model.num_classes
-        else:
-            source = kwargs.get("num_classes")
-        cmap = build_class_map(
-            class_map,
-            labels_beside(checkpoint, labels_csv),
-            source,
-            aggregation,
-        )
-        if checkpoint is None:
-            logger.warning("PaSST teacher has random weights")
-            if "num_classes" not in kwargs:
-                num_classes = cmap.num_source_classes if cmap else n_classes
-                if num_classes is not None:
-                    kwargs["num_classes"] = num_classes
-            model = PaSST(**kwargs)
-        return cls(model, "feats", n_classes, cmap)
+        task = (n_classes, class_map, labels_csv, aggregation, class_maps)
+        return cls._build(PaSST, "feats", checkpoint, task, kwargs)

@@ -1,36 +1,19 @@
-"""PaSST: a ViT audio tagger with patchout, usable as a frozen teacher.
+"""PaSST: a ViT audio tagger with structured patchout, fed AST features.
 
-Our own implementation of the Patchout faSt Spectrogram Transformer:
+Our Patchout faSt Spectrogram Transformer: overlapping 16x16 patches
+(:class:`~fastast_sb.models.layers.PatchEmbed`, frequency-major grid), a
+frequency embedding ``[1, D, f_dim, 1]`` and a time embedding
+``[1, D, 1, t_dim]`` added to the grid plus one ``[1, 2, D]`` for CLS and
+DIST, structured patchout in training only (``s_patchout_t`` random time
+columns and ``s_patchout_f`` frequency rows dropped, the same for the whole
+batch), pre-LN blocks without merging, a final LayerNorm and
+``logits = head((x_CLS + x_DIST) / 2)``. Inputs shorter than ``input_tdim``
+use a cut of the time embedding (from a random offset in training). Names
+follow PaSST's, so its state dicts load after :func:`convert_passt_state_dict`.
 
-* patch embedding with :class:`~fastast_sb.models.layers.PatchEmbed`
-  (overlapping 16x16 patches, frequency-major grid ``[f_dim, t_dim]``);
-* disentangled positional embeddings: a frequency embedding
-  ``[1, D, f_dim, 1]`` and a time embedding ``[1, D, 1, t_dim]`` added to the
-  patch grid, plus one embedding ``[1, 2, D]`` for the CLS and DIST tokens;
-* structured patchout, in training only: ``s_patchout_t`` random time
-  columns and ``s_patchout_f`` random frequency rows of the grid are dropped
-  (the same ones for the whole batch); nothing is dropped in evaluation;
-* CLS + DIST tokens, pre-LN transformer blocks
-  (:class:`~fastast_sb.models.layers.Block`, no token merging), a final
-  LayerNorm and ``logits = head((x_CLS + x_DIST) / 2)`` with
-  ``head = LayerNorm + Linear``.
-
-Inputs shorter than ``input_tdim`` are accepted: the time embedding is cut to
-the patch columns present (from a random offset in training, from the start
-in evaluation), as PaSST does. Longer inputs are rejected.
-
-Parameter names follow PaSST's (``patch_embed.proj``, ``cls_token``,
-``dist_token``, ``new_pos_embed``, ``freq_new_pos_embed``,
-``time_new_pos_embed``, ``blocks.{i}.attn.qkv``, ``norm``, ``head.0``,
-``head.1``), so a PaSST state dict loads after
-:func:`convert_passt_state_dict`.
-
-Front end: PaSST's released models read 32 kHz audio through their own
-log-mel front end (128 bands, 10 ms hop). Here the model is fed our 16 kHz
-AST features (Kaldi fbank, ``(x - mean) / (2 * std)``), the very features the
-student sees; released PaSST weights therefore meet inputs they were not
-trained on, and should be fine-tuned on them (or trained from scratch) before
-they teach.
+PaSST's released models read 32 kHz audio through their own front end; here
+the model gets our 16 kHz AST features, the very ones the student sees, so
+released weights should be fine-tuned (or the model trained) on them first.
 
 References
 ----------
@@ -44,11 +27,12 @@ through attention", ICML 2021.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
+from fastast_sb.checkpoint import strip_prefix
 from fastast_sb.models.layers import (
     Block,
     PatchEmbed,
@@ -74,42 +58,24 @@ class PaSST(nn.Module):
 
     Arguments
     ---------
-    input_tdim : int
-        Largest number of frames T (sets the time embedding length).
-    input_fdim : int
-        Mel bins F.
-    patch_size : int
-        Square patch side.
-    fstride : int
-        Patch stride along frequency.
-    tstride : int
-        Patch stride along time.
+    input_tdim, input_fdim : int
+        Largest number of frames T (sets the time embedding) and mel bins F.
+    patch_size, fstride, tstride : int
+        Square patch side and the strides along frequency and time.
     preset : str, optional
-        "mini", "tiny", "small" or "base": default ``embed_dim``, ``depth``
-        and ``num_heads`` (explicit values override it; without a preset the
-        default is "base").
-    embed_dim : int, optional
-        Width D.
-    depth : int, optional
-        Number of blocks.
-    num_heads : int, optional
-        Attention heads.
+        "mini", "tiny", "small" or "base" (the default): ``embed_dim``,
+        ``depth`` and ``num_heads`` unless given.
+    embed_dim, depth, num_heads : int, optional
+        Width D, blocks and attention heads.
     num_classes : int
         Output logits.
-    s_patchout_t : int
-        Time columns of the patch grid dropped in training.
-    s_patchout_f : int
-        Frequency rows of the patch grid dropped in training.
-    mlp_ratio : float
-        MLP hidden size over width.
-    drop_rate : float
-        Dropout after the embeddings and projections.
-    attn_drop_rate : float
-        Dropout on the attention weights.
+    s_patchout_t, s_patchout_f : int
+        Time columns / frequency rows of the grid dropped in training.
+    mlp_ratio, drop_rate, attn_drop_rate, norm_eps : float
+        MLP width over D, dropouts after embeddings and projections and on
+        attention weights, LayerNorm epsilon.
     drop_path_rate : float
-        Stochastic depth of the last block (linearly increasing from 0).
-    norm_eps : float
-        LayerNorm epsilon.
+        Stochastic depth of the last block (linear from 0).
 
     Example
     -------
@@ -230,28 +196,14 @@ class PaSST(nn.Module):
 
     @classmethod
     def from_state_dict(
-        cls, state: Mapping[str, torch.Tensor], **overrides
+        cls, state: Mapping[str, torch.Tensor], **overrides: Any
     ) -> PaSST:
-        """Build a PaSST whose shape fits ``state`` and load it strictly.
+        """Build a PaSST whose shape fits ``state``, loaded strictly, in eval.
 
-        ``embed_dim``, ``depth`` and ``num_classes`` are read from the state
-        dict, and ``input_tdim`` is the largest frame count whose patch grid
-        has as many time columns as its time embedding (shorter inputs are
-        accepted); ``num_heads`` defaults to ``embed_dim // 64``.
-        ``overrides`` are further constructor arguments (e.g.
-        ``num_heads``, ``tstride``); they win over what is read.
-
-        Arguments
-        ---------
-        state : mapping of str to torch.Tensor
-            Our or PaSST's state dict (see :func:`convert_passt_state_dict`).
-        **overrides
-            Constructor arguments.
-
-        Returns
-        -------
-        PaSST
-            The loaded model, in eval mode.
+        ``embed_dim``, ``depth`` and ``num_classes`` are read from the
+        state, ``input_tdim`` is the largest frame count whose grid has as
+        many columns as the time embedding, ``num_heads`` is
+        ``embed_dim // 64``; ``overrides`` (constructor arguments) win.
 
         Example
         -------
@@ -282,13 +234,8 @@ class PaSST(nn.Module):
         config.update(overrides)
         model = cls(**config)
         model.load_state_dict(state, strict=True)
-        logger.info(
-            "Loaded PaSST (D=%d, depth %d, grid %s, %d classes)",
-            model.embed_dim,
-            model.depth,
-            model.grid,
-            model.num_classes,
-        )
+        dims = (model.embed_dim, model.depth, model.grid, model.num_classes)
+        logger.info("Loaded PaSST (D=%d, depth %d, grid %s, %d classes)", *dims)
         return model.eval()
 
     @property
@@ -346,18 +293,8 @@ class PaSST(nn.Module):
         return x
 
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
-        """Encode features into the final tokens.
-
-        Arguments
-        ---------
-        feats : torch.Tensor
-            AST-normalised features ``[B, T, F]``.
-
-        Returns
-        -------
-        torch.Tensor
-            Normalised tokens ``[B, 2 + N, D]`` (CLS, DIST, then the patches
-            kept by patchout).
+        """Final tokens ``[B, 2 + N, D]`` (CLS, DIST, the patches patchout
+        kept) of AST features ``[B, T, F]``.
 
         Example
         -------
@@ -386,21 +323,8 @@ class PaSST(nn.Module):
     def forward(
         self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Tag a batch of features.
-
-        Arguments
-        ---------
-        feats : torch.Tensor
-            AST-normalised log-mel features ``[B, T, F]`` with
-            ``T <= input_tdim``.
-        lens : torch.Tensor, optional
-            Relative lengths ``[B]``; unused (padding frames are patches).
-
-        Returns
-        -------
-        torch.Tensor
-            Logits ``[B, num_classes]``.
-        """
+        """Logits ``[B, num_classes]`` of AST features ``[B, T, F]``,
+        ``T <= input_tdim`` (``lens`` unused: padding frames are patches)."""
         x = self.forward_features(feats)
         return self.head((x[:, 0] + x[:, 1]) / 2)
 
@@ -410,19 +334,8 @@ def convert_passt_state_dict(
 ) -> Dict[str, torch.Tensor]:
     """Map a PaSST state dict onto :class:`PaSST`'s keys.
 
-    Strips a ``net.`` or ``module.`` prefix (training wrappers) and drops
-    the unused distillation head ``head_dist.*`` (PaSST classifies with
-    ``head`` alone).
-
-    Arguments
-    ---------
-    state : mapping of str to torch.Tensor
-        A PaSST state dict.
-
-    Returns
-    -------
-    dict of str to torch.Tensor
-        The state dict for :meth:`PaSST.load_state_dict`.
+    Strips a ``module.`` / ``net.`` prefix (training wrappers) and drops the
+    distillation head ``head_dist.*`` (PaSST classifies with ``head``).
 
     Example
     -------
@@ -432,12 +345,5 @@ def convert_passt_state_dict(
     >>> model.load_state_dict(convert_passt_state_dict(state))
     <All keys matched successfully>
     """
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "net."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key.startswith("head_dist."):
-            continue
-        out[key] = value
-    return out
+    state = strip_prefix(state, ("module.", "net."))
+    return {k: v for k, v in state.items() if not k.startswith("head_dist.")}

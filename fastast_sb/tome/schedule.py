@@ -25,6 +25,7 @@ References: Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 from dataclasses import dataclass
@@ -372,38 +373,18 @@ def _clipped(
     return clipped
 
 
-__all__ = ["FORMS", "Schedule", "parse_schedule"]
+def schedule_arg(text: str) -> Schedule:
+    """:func:`parse_schedule` as an ``argparse`` type (the same text).
+
+    Example
+    -------
+    >>> str(schedule_arg("flops:0.5"))
+    'flops:0.5'
+    """
+    try:
+        return parse_schedule(text)
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-# --- TEMPORARY shims for the refactor in progress (removed before commit) ---
-RSpec = Any
-
-
-def describe(r: Any) -> str:  # noqa: D103
-    return str(parse_schedule(r))
-
-
-def validate_r(r: Any, num_layers: Any = None) -> None:  # noqa: D103
-    schedule = parse_schedule(r)
-    if num_layers is not None:
-        schedule.check_depth(num_layers)
-
-
-def parse_r(num_layers, r, num_tokens=None, embed_dim=None, mlp_ratio=4.0,
-            protected=2):  # noqa: D103
-    return parse_schedule(r).requested(num_layers, num_tokens, embed_dim,
-                                       mlp_ratio, protected)
-
-
-def resolve_schedule(num_layers, r, num_tokens, embed_dim, mlp_ratio=4.0,
-                     protected=2):  # noqa: D103
-    return parse_schedule(r).resolve(num_layers, num_tokens, embed_dim,
-                                     mlp_ratio, protected)
-
-
-def merge_schedule(r, flops=None, inflect=None):  # noqa: D103
-    if flops is not None:
-        return Schedule("flops", fraction=flops)
-    if inflect is not None:
-        return Schedule("ramp", r=r, inflect=inflect)
-    return parse_schedule(r)
+__all__ = ["FORMS", "Schedule", "parse_schedule", "schedule_arg"]

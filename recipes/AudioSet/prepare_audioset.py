@@ -8,19 +8,18 @@ Reads the standard segment lists and label file:
   the labels a quoted, comma-separated list of label ids (``/m/09x0r``);
 * ``class_labels_indices.csv``: ``index,mid,display_name``,
 
-and a folder of clips already cut to their segments, named by YouTube id:
-``<audio_folder>/**/<YTID>.<ext>`` (``Y<YTID>.<ext>`` is accepted too, as
-some download tools write it), in any format soundfile reads (wav, flac,
-ogg, ...), any sample rate, mono or stereo. AudioSet is distributed as a
-list of YouTube segments, so some clips are always missing: they are
-reported (a count, and their ids in ``missing_<split>.txt``) and skipped;
-undecodable files are treated the same way.
+and clips cut to their segments, named by YouTube id:
+``<audio_folder>/**/<YTID>.<ext>`` (or ``Y<YTID>.<ext>``, as some download
+tools write it), in any soundfile format, rate and channel count. AudioSet
+is a list of YouTube segments, so some clips are always missing: missing
+and undecodable clips are counted, listed in ``missing_<split>.txt`` and
+skipped.
 
-Manifests (``train.csv``, ``valid.csv`` = ``test.csv`` = the eval set, as
-in AST) hold one row per clip with ``label`` = the clip's label ids joined
-by ``;``; ``classes.txt`` lists the label ids in index order (the order of
-AudioSet-trained teachers' outputs), ``class_labels.csv`` the display names.
-Nothing is written into the data folder.
+Manifests (``train.csv``; ``valid.csv`` = ``test.csv`` = the eval set, as
+in AST) hold one row per clip, ``label`` = its label ids joined by ``;``;
+``classes.txt`` lists the label ids in index order (that of AudioSet-trained
+teachers' outputs), ``class_labels.csv`` the display names. Nothing is
+written into the data folder.
 
 J. F. Gemmeke et al., "Audio Set: An ontology and human-labeled dataset for
 audio events", ICASSP 2017. https://research.google.com/audioset/
@@ -37,8 +36,15 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from fastast_sb.audio import AudioError, audio_duration
-from fastast_sb.dataio import DataError, fetch
+from fastast_sb.dataio import (
+    DataError,
+    clip_durations,
+    fetch,
+    manifest_paths,
+    prepare_main,
+    previous_prepare,
+    write_manifests,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,32 +180,24 @@ def _clip_rows(
             f"{source} uses label ids not in class_labels_indices.csv: "
             f"{unknown[:20]}"
         )
-    rows, skipped, seen = [], [], set()
-    for seg in segments:
-        ytid = str(seg["ytid"])
-        if ytid in seen:
-            continue
-        seen.add(ytid)
-        path = find_clip(index, ytid)
-        if path is None:
-            skipped.append(f"{ytid}\tmissing")
-            continue
-        try:
-            duration = audio_duration(path)
-        except AudioError as err:
-            skipped.append(f"{ytid}\tunreadable: {path} ({err})")
-            continue
-        rows.append(
-            {
-                "ID": ytid,
-                "duration": f"{duration:.3f}",
-                "wav": str(path.resolve()),
-                "label": ";".join(seg["labels"]),
-                "start": f"{seg['start']:.3f}",
-                "end": f"{seg['end']:.3f}",
-            }
-        )
-    return rows, skipped
+    first: Dict[str, Dict[str, object]] = {}
+    for seg in segments:  # each clip once, with its first segment
+        first.setdefault(str(seg["ytid"]), seg)
+    paths = {ytid: find_clip(index, ytid) for ytid in first}
+    durations, problems = clip_durations(paths)
+    rows = [
+        {
+            "ID": ytid,
+            "duration": f"{durations[ytid]:.3f}",
+            "wav": str(paths[ytid].resolve()),
+            "label": ";".join(seg["labels"]),
+            "start": f"{seg['start']:.3f}",
+            "end": f"{seg['end']:.3f}",
+        }
+        for ytid, seg in first.items()
+        if ytid in durations
+    ]
+    return rows, [f"{ytid}\t{why}" for ytid, why in problems.items()]
 
 
 def prepare_audioset(
@@ -212,23 +210,12 @@ def prepare_audioset(
 ) -> Dict[str, object]:
     """Write manifests, ``classes.txt`` and the missing-clip reports.
 
-    Arguments
-    ---------
-    data_folder : str
-        Folder with the segment CSVs and the label file; only read.
-    save_folder : str
-        Where manifests go (the run's output folder).
-    audio_folder : str, optional
-        Root of the clips (searched recursively); ``<data_folder>/audio``
-        by default.
-    train_segments, eval_segments, labels_csv : str
-        File names (or paths) of the lists, relative to ``data_folder``.
-
-    Returns
-    -------
-    dict
-        Paths of ``train``, ``valid``, ``test``, ``classes``, and
-        ``counts``: clips used and ``missing`` (skipped) per split.
+    ``data_folder`` holds the lists ``train_segments``, ``eval_segments``
+    and ``labels_csv`` (names relative to it) and is only read; the clips
+    are searched under ``audio_folder`` (``<data_folder>/audio`` by
+    default); manifests go to ``save_folder``. Returns the paths of
+    ``train``, ``valid``, ``test``, ``classes`` and ``counts`` (clips used
+    and ``missing`` per split).
 
     Example
     -------
@@ -260,14 +247,15 @@ def prepare_audioset(
         "audio_folder": str(audio),
         "lists": {k: str(v) for k, v in lists.items()},
     }
-    done = _previous_run(save, options)
-    if done is not None:
-        return done
+    done = previous_prepare(save, options)
+    if done and done.get("paths"):
+        logger.info("AudioSet manifests up to date in %s", save)
+        return done["paths"]
     classes = read_class_labels(lists["labels"])
     mids = [m for _, m, _ in classes]
     index = index_clips(audio)
     save.mkdir(parents=True, exist_ok=True)
-    paths: Dict[str, object] = {}
+    splits: Dict[str, List[Dict[str, str]]] = {}
     counts: Dict[str, Dict[str, int]] = {}
     for split, source in (("train", lists["train"]), ("eval", lists["eval"])):
         segments = read_segments(source)
@@ -290,47 +278,19 @@ def prepare_audioset(
                 f"under {audio} (expected <YTID>.wav or Y<YTID>.wav, any "
                 "soundfile format)"
             )
-        names = ("train",) if split == "train" else ("valid", "test")
-        for name in names:
-            path = save / f"{name}.csv"
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
-            paths[name] = str(path)
-    (save / "classes.txt").write_text("\n".join(mids) + "\n")
+        for name in ("train",) if split == "train" else ("valid", "test"):
+            splits[name] = rows
     with open(
         save / "class_labels.csv", "w", newline="", encoding="utf-8"
     ) as f:
         writer = csv.writer(f)
         writer.writerow(["index", "mid", "display_name"])
         writer.writerows(classes)
-    paths["classes"] = str(save / "classes.txt")
+    paths = {k: str(v) for k, v in manifest_paths(save).items()}
     paths["counts"] = counts
     info = {"options": options, "paths": paths}
-    (save / "prepare.json").write_text(json.dumps(info, indent=2))
+    write_manifests(save, splits, MANIFEST_FIELDS, mids, info)
     logger.info("AudioSet manifests in %s: %s", save, counts)
-    return paths
-
-
-def _previous_run(
-    save: Path, options: Dict[str, object]
-) -> Optional[Dict[str, object]]:
-    """The result of an earlier identical preparation, if its files exist.
-
-    Delete ``prepare.json`` to rescan (e.g. after fetching more clips).
-    """
-    info_path = save / "prepare.json"
-    if not info_path.is_file():
-        return None
-    info = json.loads(info_path.read_text())
-    paths = info.get("paths", {})
-    files = [paths.get(k) for k in ("train", "valid", "test", "classes")]
-    if info.get("options") != options or not all(
-        f and Path(f).is_file() for f in files
-    ):
-        return None
-    logger.info("AudioSet manifests up to date in %s", save)
     return paths
 
 
@@ -349,36 +309,29 @@ def download_lists(data_folder: str) -> Path:
     return target
 
 
+def _prepare(args: argparse.Namespace) -> str:
+    result = prepare_audioset(
+        args.data_folder,
+        args.save_folder,
+        args.audio_folder,
+        args.train_segments,
+    )
+    return json.dumps(result["counts"])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: optionally fetch the lists, then prepare."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--save_folder", required=True)
-    parser.add_argument("--audio_folder", default=None)
-    parser.add_argument(
-        "--train_segments", default="balanced_train_segments.csv"
+    return prepare_main(
+        argv,
+        __doc__,
+        download_lists,
+        _prepare,
+        options={
+            "--audio_folder": {"default": None},
+            "--train_segments": {"default": "balanced_train_segments.csv"},
+        },
+        download_help="fetch the CSV lists (AudioSet distributes no audio)",
     )
-    parser.add_argument(
-        "--download",
-        action="store_true",
-        help="fetch the CSV lists (AudioSet distributes no audio)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    try:
-        if args.download:
-            download_lists(args.data_folder)
-        result = prepare_audioset(
-            args.data_folder,
-            args.save_folder,
-            args.audio_folder,
-            args.train_segments,
-        )
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(result["counts"]))
-    return 0
 
 
 if __name__ == "__main__":

@@ -79,19 +79,8 @@ def make_demo_esc50(
 ) -> Path:
     """Write ``audio/*.wav`` and ``meta/esc50.csv`` (5 folds, 5 classes).
 
-    Arguments
-    ---------
-    folder : str
-        Output folder (created).
-    clips_per_class_per_fold : int
-        Clips of each class in each fold.
-    seconds : float
-        Clip length.
-
-    Returns
-    -------
-    Path
-        The folder.
+    ``folder`` is created; ``clips_per_class_per_fold`` clips of
+    ``seconds`` each per class and fold. Returns the folder.
     """
     root = Path(folder)
     if (root / "meta" / "esc50.csv").is_file():
@@ -114,15 +103,7 @@ def make_demo_esc50(
     with open(root / "meta" / "esc50.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            [
-                "filename",
-                "fold",
-                "target",
-                "category",
-                "esc10",
-                "src_file",
-                "take",
-            ]
+            "filename fold target category esc10 src_file take".split()
         )
         writer.writerows(rows)
     return root

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import sys
-import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from fastast_sb.audio import AudioError, audio_duration
-from fastast_sb.dataio import DataError, fetch
+from fastast_sb.dataio import (
+    DataError,
+    check_clips,
+    fetch,
+    prepare_main,
+    write_manifests,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,46 +91,16 @@ def read_metadata(data_folder: Path) -> List[Dict[str, str]]:
 
 
 def check_audio(data_folder: Path, rows: Sequence[Dict[str, str]]) -> Dict:
-    """Duration of every clip; all unreadable files in one error."""
-    durations, problems = {}, []
-    for row in rows:
-        path = data_folder / "audio" / row["filename"]
-        if not path.is_file():
-            problems.append(f"missing: {path}")
-            continue
-        try:
-            durations[row["filename"]] = audio_duration(path)
-        except AudioError as err:
-            problems.append(f"unreadable: {path} ({err})")
-    if problems:
-        raise DataError(
-            f"{len(problems)} of {len(rows)} clips listed in "
-            f"{data_folder}/meta/esc50.csv cannot be used:\n  "
-            + "\n  ".join(problems)
-        )
-    return durations
+    """Duration of every clip; all unusable files in one error."""
+    clips = {r["filename"]: data_folder / "audio" / r["filename"] for r in rows}
+    where = f"listed in {data_folder}/meta/esc50.csv"
+    return check_clips(clips, where)
 
 
 def class_list(rows: Sequence[Dict[str, str]]) -> List[str]:
     """Categories present in the data, in ESC-50 target order."""
     present = {row["category"] for row in rows}
     return [c for c in ESC50_CLASSES if c in present]
-
-
-def _write_manifest(path: Path, rows, durations, data_folder: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {
-                    "ID": Path(row["filename"]).stem,
-                    "duration": f"{durations[row['filename']]:.3f}",
-                    "wav": str(data_folder / "audio" / row["filename"]),
-                    "label": row["category"],
-                    "fold": row["fold"],
-                }
-            )
 
 
 def prepare_esc50(
@@ -139,29 +112,14 @@ def prepare_esc50(
 ) -> Dict[str, str]:
     """Write train/valid/test manifests and ``classes.txt``.
 
-    Arguments
-    ---------
-    data_folder : str
-        ESC-50 root (``audio/``, ``meta/esc50.csv``); only read.
-    save_folder : str
-        Where manifests go (the run's output folder).
-    test_fold : int
-        Held-out fold.
-    valid_fold : int, optional
-        Fold for per-epoch validation; the test fold when ``None`` (the AST
-        protocol: accuracy per epoch on the held-out fold).
-    train_folds : sequence of int, optional
-        Training folds; all folds but the test and validation folds when
-        ``None``.
-
-    Returns
-    -------
-    dict
-        Paths of ``train``, ``valid``, ``test`` manifests and ``classes``.
+    ``data_folder`` (``audio/``, ``meta/esc50.csv``) is only read;
+    manifests go to ``save_folder``. ``test_fold`` is held out;
+    ``valid_fold`` (validated every epoch) is the test fold by default (the
+    AST protocol), ``train_folds`` all the others. Returns the paths of the
+    manifests and ``classes``.
     """
     data = Path(data_folder).expanduser().resolve()
     save = Path(save_folder)
-    save.mkdir(parents=True, exist_ok=True)
     rows = read_metadata(data)
     folds = sorted({int(r["fold"]) for r in rows})
     valid_fold = test_fold if valid_fold is None else valid_fold
@@ -179,30 +137,38 @@ def prepare_esc50(
                 f"folds {folds}"
             )
     durations = check_audio(data, rows)
-    paths = {
-        "train": save / "train.csv",
-        "valid": save / "valid.csv",
-        "test": save / "test.csv",
-        "classes": save / "classes.txt",
+    split_folds = {
+        "train": set(train_folds),
+        "valid": {valid_fold},
+        "test": {test_fold},
     }
     splits = {
-        "train": [r for r in rows if int(r["fold"]) in set(train_folds)],
-        "valid": [r for r in rows if int(r["fold"]) == valid_fold],
-        "test": [r for r in rows if int(r["fold"]) == test_fold],
+        split: [
+            {
+                "ID": Path(r["filename"]).stem,
+                "duration": f"{durations[r['filename']]:.3f}",
+                "wav": str(data / "audio" / r["filename"]),
+                "label": r["category"],
+                "fold": r["fold"],
+            }
+            for r in rows
+            if int(r["fold"]) in wanted
+        ]
+        for split, wanted in split_folds.items()
     }
-    for split, split_rows in splits.items():
-        _write_manifest(paths[split], split_rows, durations, data)
-    paths["classes"].write_text("\n".join(class_list(rows)) + "\n")
+    counts = {k: len(v) for k, v in splits.items()}
     info = {
         "data_folder": str(data),
         "test_fold": test_fold,
         "valid_fold": valid_fold,
         "train_folds": list(train_folds),
-        "counts": {k: len(v) for k, v in splits.items()},
+        "counts": counts,
     }
-    (save / "prepare.json").write_text(json.dumps(info, indent=2))
-    logger.info("ESC-50 manifests in %s: %s", save, info["counts"])
-    return {k: str(v) for k, v in paths.items()}
+    paths = write_manifests(
+        save, splits, MANIFEST_FIELDS, class_list(rows), info
+    )
+    logger.info("ESC-50 manifests in %s: %s", save, counts)
+    return paths
 
 
 def download_esc50(data_folder: str) -> Path:
@@ -211,41 +177,32 @@ def download_esc50(data_folder: str) -> Path:
     if (target / "meta" / "esc50.csv").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    archive = target.parent / "ESC-50-master.zip"
     fetch(
         ESC50_URL,
-        archive,
+        target.parent / "ESC-50-master.zip",
         f"extract it so that {target}/audio and {target}/meta/esc50.csv exist",
+        extract_to=target.parent,
     )
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(target.parent)
     (target.parent / "ESC-50-master").rename(target)
-    archive.unlink()
     return target
 
 
+def _prepare(args: argparse.Namespace) -> None:
+    prepare_esc50(args.data_folder, args.save_folder, args.test_fold)
+
+
+def _check(args: argparse.Namespace) -> str:
+    rows = read_metadata(Path(args.data_folder))
+    check_audio(Path(args.data_folder), rows)
+    return f"{len(rows)} clips OK in {args.data_folder}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line: optionally download, then check the data folder."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--save_folder", default=None)
-    parser.add_argument("--test_fold", type=int, default=5)
-    parser.add_argument("--download", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    if args.download:
-        download_esc50(args.data_folder)
-    try:
-        if args.save_folder:
-            prepare_esc50(args.data_folder, args.save_folder, args.test_fold)
-        else:
-            rows = read_metadata(Path(args.data_folder))
-            check_audio(Path(args.data_folder), rows)
-            print(f"{len(rows)} clips OK in {args.data_folder}")
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    """Command line: optionally download, then check or prepare."""
+    options = {"--test_fold": {"type": int, "default": 5}}
+    return prepare_main(
+        argv, __doc__, download_esc50, _prepare, _check, options
+    )
 
 
 if __name__ == "__main__":

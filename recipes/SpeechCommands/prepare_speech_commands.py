@@ -1,23 +1,19 @@
 """Prepare Speech Commands v0.02 for the FastAST recipe.
 
-Reads the v0.02 download layout (``<word>/<speaker>_nohash_<n>.wav``,
-``validation_list.txt``, ``testing_list.txt``, ``_background_noise_/``) and
-writes SpeechBrain CSV manifests (train / valid / test, the official split:
-the two lists, everything else trains) and ``classes.txt`` into
-``save_folder``. The data folder is only read.
-
-Two label sets:
+Reads the v0.02 layout (``<word>/<speaker>_nohash_<n>.wav``,
+``validation_list.txt``, ``testing_list.txt``, ``_background_noise_/``; only
+read) and writes manifests of the official split (the two lists, everything
+else trains) and ``classes.txt`` into ``save_folder``. Two label sets:
 
 * 35 classes (AST): the 35 words; no ``_background_noise_`` class.
 * 12 classes: ``yes no up down left right on off stop go``, ``_unknown_``
   (the other 25 words) and ``_silence_``. As in the TensorFlow reference
   setup, each split gets ``unknown_percentage`` % (of its core-word clip
-  count) ``_unknown_`` clips drawn at random (seeded) from its other-word
-  clips, and ``silence_percentage`` % ``_silence_`` clips: 1-second
-  segments cut at random (seeded) offsets from ``_background_noise_/*.wav``
-  and written as WAV files under ``<save_folder>/silence/``. To keep the
-  splits apart, train cuts come from the first 80 % of each noise file,
-  validation from the next 10 %, test from the last 10 %.
+  count) ``_unknown_`` clips drawn (seeded) from its other-word clips, and
+  ``silence_percentage`` % ``_silence_`` clips: 1-second segments cut at
+  seeded offsets from ``_background_noise_/*.wav`` into
+  ``<save_folder>/silence/``; train cuts come from the first 80 % of each
+  noise file, validation from the next 10 %, test from the last 10 %.
 
 P. Warden, "Speech Commands: A Dataset for Limited-Vocabulary Speech
 Recognition", arXiv:1804.03209, 2018. Y. Gong et al., "AST: Audio
@@ -32,19 +28,26 @@ Usage (explicit download for users who are online; tests never download)::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import random
 import sys
-import tarfile
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
-from fastast_sb.audio import AudioError, audio_duration
-from fastast_sb.dataio import DataError, fetch
+from fastast_sb.dataio import (
+    SPLITS,
+    DataError,
+    check_clips,
+    fetch,
+    manifest_paths,
+    prepare_main,
+    previous_prepare,
+    read_classes,
+    write_manifests,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,6 @@ BACKGROUND = "_background_noise_"
 SILENCE_REGIONS = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
 
 MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "word"]
-SPLITS = ("train", "valid", "test")
 
 
 def class_list(n_classes: int) -> List[str]:
@@ -98,19 +100,9 @@ def _missing_data_message(data_folder: Path) -> str:
     )
 
 
-def _read_list(path: Path) -> List[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
-
-
 def scan(data_folder: Path) -> Dict[str, List[str]]:
-    """Clips per split (paths relative to ``data_folder``), checked.
-
-    Returns
-    -------
-    dict
-        ``train``, ``valid`` and ``test`` lists of ``word/file.wav``.
-    """
+    """``train``, ``valid`` and ``test`` lists of ``word/file.wav`` (paths
+    relative to ``data_folder``), checked against the split lists."""
     lists = {
         "valid": data_folder / "validation_list.txt",
         "test": data_folder / "testing_list.txt",
@@ -139,7 +131,7 @@ def scan(data_folder: Path) -> Dict[str, List[str]]:
     split_of: Dict[str, str] = {}
     problems = []
     for split, path in lists.items():
-        for rel in _read_list(path):
+        for rel in read_classes(path):
             if rel not in present:
                 problems.append(f"{path.name} lists {rel}, which is missing")
             elif rel in split_of:
@@ -158,19 +150,12 @@ def scan(data_folder: Path) -> Dict[str, List[str]]:
 
 def check_audio(data_folder: Path, rels: Sequence[str]) -> Dict[str, float]:
     """Duration of every clip; all unreadable files in one error."""
-    durations, problems = {}, []
-    for rel in rels:
-        path = data_folder / rel
-        try:
-            durations[rel] = audio_duration(path)
-        except AudioError as err:
-            problems.append(f"unreadable: {path} ({err})")
-    if problems:
-        raise DataError(
-            f"{len(problems)} of {len(rels)} clips in {data_folder} cannot "
-            "be used:\n  " + "\n  ".join(problems[:50])
-        )
-    return durations
+    clips = {rel: data_folder / rel for rel in rels}
+    return check_clips(clips, f"in {data_folder}", most=50)
+
+
+def _word(rel: str) -> str:
+    return rel.split("/")[0]
 
 
 def _row(rel: str, duration: float, wav: Path, label: str) -> Dict:
@@ -179,7 +164,7 @@ def _row(rel: str, duration: float, wav: Path, label: str) -> Dict:
         "duration": f"{duration:.3f}",
         "wav": str(wav),
         "label": label,
-        "word": rel.split("/")[0],
+        "word": _word(rel),
     }
 
 
@@ -199,13 +184,8 @@ def cut_silence(
     rng: random.Random,
     seconds: float = 1.0,
 ) -> List[Dict]:
-    """Write ``count`` 1-second noise segments of ``split``'s region.
-
-    Returns
-    -------
-    list of dict
-        Manifest rows labelled ``_silence_``.
-    """
+    """Write ``count`` noise segments of ``split``'s region; their manifest
+    rows (labelled ``_silence_``)."""
     if count == 0:
         return []
     noises = sorted((data_folder / BACKGROUND).glob("*.wav"))
@@ -255,26 +235,12 @@ def prepare_speech_commands(
 ) -> Dict[str, str]:
     """Write train/valid/test manifests and ``classes.txt``.
 
-    Arguments
-    ---------
-    data_folder : str
-        Speech Commands v0.02 root; only read.
-    save_folder : str
-        Where manifests (and 12-class silence clips) go.
-    n_classes : int
-        35 (AST's task) or 12 (10 words + ``_unknown_`` + ``_silence_``).
-    unknown_percentage : float, optional
-        12 classes: ``_unknown_`` clips per split as a percentage of its
-        core-word clips; ``None`` keeps every other-word clip.
-    silence_percentage : float
-        12 classes: ``_silence_`` clips per split, same convention.
-    seed : int
-        Seed of the unknown subsampling and silence cutting.
-
-    Returns
-    -------
-    dict
-        Paths of ``train``, ``valid``, ``test`` manifests and ``classes``.
+    ``data_folder`` (the v0.02 root) is only read; manifests (and 12-class
+    silence clips) go to ``save_folder``. ``n_classes``: 35 (AST's task)
+    or 12. With 12, each split gets ``unknown_percentage`` % of its
+    core-word clip count as ``_unknown_`` clips (``None``: every other-word
+    clip) and ``silence_percentage`` % as ``_silence_`` clips, drawn with
+    ``seed``. Returns the paths of the manifests and ``classes``.
 
     Example
     -------
@@ -287,8 +253,6 @@ def prepare_speech_commands(
     classes = class_list(n_classes)
     data = Path(data_folder).expanduser().resolve()
     save = Path(save_folder)
-    paths = {split: save / f"{split}.csv" for split in SPLITS}
-    paths["classes"] = save / "classes.txt"
     options = dict(
         data_folder=str(data),
         n_classes=n_classes,
@@ -296,59 +260,45 @@ def prepare_speech_commands(
         silence_percentage=silence_percentage,
         seed=seed,
     )
-    info_path = save / "prepare.json"
-    if info_path.is_file() and all(p.is_file() for p in paths.values()):
-        done = json.loads(info_path.read_text())
-        if done.get("options") == options:
-            logger.info("Speech Commands manifests up to date in %s", save)
-            return {k: str(v) for k, v in paths.items()}
+    if previous_prepare(save, options) is not None:
+        logger.info("Speech Commands manifests up to date in %s", save)
+        return {k: str(v) for k, v in manifest_paths(save).items()}
     rels = scan(data)
     durations = check_audio(data, [r for s in SPLITS for r in rels[s]])
-    save.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    counts = {}
+    splits, counts = {}, {}
     for split in SPLITS:
-        rows = []
+        known = [r for r in rels[split] if _word(r) in CORE_WORDS]
+        other = [r for r in rels[split] if _word(r) not in CORE_WORDS]
         if n_classes == 35:
-            for rel in rels[split]:
-                word = rel.split("/")[0]
-                rows.append(_row(rel, durations[rel], data / rel, word))
+            labelled = [(r, _word(r)) for r in rels[split]]
         else:
-            is_core = [r.split("/")[0] in CORE_WORDS for r in rels[split]]
-            known = [r for r, core in zip(rels[split], is_core) if core]
-            other = [r for r, core in zip(rels[split], is_core) if not core]
             n_unknown = _count(len(known), unknown_percentage)
             if n_unknown is not None and n_unknown < len(other):
                 other = sorted(rng.sample(other, n_unknown))
-            for rel in known:
-                word = rel.split("/")[0]
-                rows.append(_row(rel, durations[rel], data / rel, word))
-            for rel in other:
-                rows.append(_row(rel, durations[rel], data / rel, UNKNOWN))
+            labelled = [(r, _word(r)) for r in known]
+            labelled += [(r, UNKNOWN) for r in other]
+        rows = [_row(r, durations[r], data / r, lab) for r, lab in labelled]
+        if n_classes == 12:
             n_silence = _count(len(known), silence_percentage)
             rows += cut_silence(data, save / "silence", split, n_silence, rng)
         if not rows:
             raise DataError(f"the {split} split of {data} has no clips")
-        with open(paths[split], "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        per_class = {c: 0 for c in classes}
-        for row in rows:
-            per_class[row["label"]] += 1
+        splits[split] = rows
+        per_class = dict.fromkeys(classes, 0)
+        per_class.update(Counter(row["label"] for row in rows))
         counts[split] = per_class
         empty = [c for c, n in per_class.items() if n == 0]
         if empty and split == "train":
             logger.warning("no training clips for classes %s", empty)
-    paths["classes"].write_text("\n".join(classes) + "\n")
     info = {
         "options": options,
         "counts": {s: sum(c.values()) for s, c in counts.items()},
         "per_class": counts,
     }
-    info_path.write_text(json.dumps(info, indent=2))
+    paths = write_manifests(save, splits, MANIFEST_FIELDS, classes, info)
     logger.info("Speech Commands manifests in %s: %s", save, info["counts"])
-    return {k: str(v) for k, v in paths.items()}
+    return paths
 
 
 def download_speech_commands(data_folder: str) -> Path:
@@ -357,46 +307,31 @@ def download_speech_commands(data_folder: str) -> Path:
     if (target / "testing_list.txt").is_file():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    archive = target / "speech_commands_v0.02.tar.gz"
-    fetch(
+    return fetch(
         SC_URL,
-        archive,
+        target / "speech_commands_v0.02.tar.gz",
         f"extract it into {target} (so that {target}/testing_list.txt exists)",
+        extract_to=target,
     )
-    with tarfile.open(archive) as tf:
-        if hasattr(tarfile, "data_filter"):  # refuse unsafe members
-            tf.extractall(target, filter="data")
-        else:
-            tf.extractall(target)
-    archive.unlink()
-    return target
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    prepare_speech_commands(args.data_folder, args.save_folder, args.n_classes)
+
+
+def _check(args: argparse.Namespace) -> str:
+    rels = scan(Path(args.data_folder))
+    check_audio(Path(args.data_folder), sum(rels.values(), []))
+    counts = {k: len(v) for k, v in rels.items()}
+    return f"Speech Commands OK in {args.data_folder}: {counts}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: optionally download, then check or prepare."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_folder", required=True)
-    parser.add_argument("--save_folder", default=None)
-    parser.add_argument("--n_classes", type=int, default=35)
-    parser.add_argument("--download", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    try:
-        if args.download:
-            download_speech_commands(args.data_folder)
-        if args.save_folder:
-            prepare_speech_commands(
-                args.data_folder, args.save_folder, args.n_classes
-            )
-        else:
-            rels = scan(Path(args.data_folder))
-            check_audio(Path(args.data_folder), sum(rels.values(), []))
-            counts = {k: len(v) for k, v in rels.items()}
-            print(f"Speech Commands OK in {args.data_folder}: {counts}")
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    options = {"--n_classes": {"type": int, "default": 35}}
+    return prepare_main(
+        argv, __doc__, download_speech_commands, _prepare, _check, options
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from fastast_sb.features import GlobalNorm, KaldiFbank
 from fastast_sb.inference import AudioTagger, write_model_folder
 from fastast_sb.inference.cli import main, manage_main
 from fastast_sb.models.ast import AST, ASTHead
-from fastast_sb.models.convert import save_ast
+from fastast_sb.models.checkpoints import save_ast
 from tests.conftest import ROOT, shared_data
 
 LABELS = ["dog", "rooster", "rain", "sea_waves", "crackling_fire"]
@@ -68,7 +68,7 @@ def run_json(capsys, *argv):
 def test_real_clips_json(model_dir, clips, capsys):
     code, report, err = run_json(capsys, *clips, "--model", model_dir)
     assert code == 0, err
-    assert report["failed"] == 0 and report["r"] == 8
+    assert report["failed"] == 0 and report["r"] == "8"
     assert report["total_time_s"] >= report["load_time_s"] > 0
     tagger = AudioTagger.from_hparams(
         source=str(model_dir),
@@ -101,14 +101,21 @@ def test_table_output_and_options(model_dir, clips, capsys):
     assert out[1].lstrip().startswith("1. ") and out[2].lstrip()[:3] == "2. "
     assert out[-1].startswith("tagged 1 of 1 file(s) in ")
     code, report, _ = run_json(
-        capsys, clips[0], "--model", model_dir, "--flops", "0.7", "--hop", "1"
+        capsys, clips[0], "--model", model_dir, "--r", "flops:0.7", "--hop", "1"
     )
-    assert code == 0 and report["r"] == {"flops": 0.7}
+    assert code == 0 and report["r"] == "flops:0.7"
     assert report["files"][0]["windows"] == 4  # starts 0, 1, 2, 2.4 s
     code, report, _ = run_json(
-        capsys, clips[-1], "--model", model_dir, "--r", "(4, -1)", "--top", "9"
+        capsys,
+        clips[-1],
+        "--model",
+        model_dir,
+        "--r",
+        "ramp:4:-1",
+        "--top",
+        "9",
     )
-    assert report["r"] == [4, -1.0] and len(report["files"][0]["top"]) == 5
+    assert report["r"] == "ramp:4:-1" and len(report["files"][0]["top"]) == 5
 
 
 def test_bad_files_are_reported_and_the_rest_tagged(
@@ -160,7 +167,9 @@ def test_invalid_options_are_clear(model_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--top must be > 0, got 0" in err and "--hop must be > 0" in err
     assert main([*base, "--r", "many"]) == 1
-    assert "invalid --r/--flops" in capsys.readouterr().err
+    assert (
+        "invalid --r: merge schedule 'many' is not" in capsys.readouterr().err
+    )
 
 
 def test_module_entry_point_import_and_tag(tmp_path, clips):

@@ -34,6 +34,7 @@ from fastast_sb.inference import (
 )
 from fastast_sb.inference.cli import manage_main
 from fastast_sb.models.ast import AST, ASTHead
+from fastast_sb.tome.schedule import parse_schedule
 from tests.conftest import ROOT, load_recipe_module
 
 RECIPE = ROOT / "recipes" / "ESC50"
@@ -163,7 +164,7 @@ def test_averaged_weights_are_tested_and_exported(run):
 
 def test_from_hparams_matches_brain_evaluation(run):
     clf = load(EncoderClassifier, run["model_dir"])
-    assert clf.mods.embedding_model.r == 16
+    assert clf.mods.embedding_model.r == parse_schedule(16)
     expected, wavs, lens, targets, paths = brain_logits(run, r=None)
     got = torch.cat([clf.classify_batch(w, n)[0] for w, n in zip(wavs, lens)])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
@@ -179,7 +180,7 @@ def test_from_hparams_matches_brain_evaluation(run):
 
 def test_r_override_reproduces_the_sweep(run):
     clf = load(EncoderClassifier, run["model_dir"], overrides={"tome_r": 0})
-    assert clf.mods.embedding_model.r == 0
+    assert clf.mods.embedding_model.r == parse_schedule(0)
     expected, wavs, lens, targets, _ = brain_logits(run, r=0)
     got = torch.cat([clf.classify_batch(w, n)[0] for w, n in zip(wavs, lens)])
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
@@ -189,8 +190,8 @@ def test_r_override_reproduces_the_sweep(run):
 
 def test_flop_budget_override_and_relocation(run, tmp_path):
     moved = Path(shutil.copytree(run["model_dir"], tmp_path / "moved"))
-    tagger = load(AudioTagger, moved, overrides={"tome_flops": 0.5})
-    assert tagger.r == {"flops": 0.5}
+    tagger = load(AudioTagger, moved, overrides={"tome_r": "flops:0.5"})
+    assert tagger.r == parse_schedule("flops:0.5")
     model = tagger.mods.embedding_model
     assert model.schedule()[0] > 0  # one block: as close to 0.5 as it gets
     assert model.flops() < 0.8 * model.flops(0)
@@ -217,7 +218,7 @@ def test_export_command_sets_r(run, tmp_path, capsys):
     assert f"wrote model folder {out}" in capsys.readouterr().out
     # The plain call: a local folder needs no FetchConfig to stay offline.
     clf = EncoderClassifier.from_hparams(source=str(out), savedir=None)
-    assert clf.mods.embedding_model.r == 8
+    assert clf.mods.embedding_model.r == parse_schedule(8)
 
 
 def test_export_errors_are_clear(run, tmp_path):

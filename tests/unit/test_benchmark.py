@@ -17,18 +17,18 @@ import pytest
 import soundfile as sf
 import torch
 
-from fastast_sb.benchmark import (
+from fastast_sb.benchmark.cli import run
+from fastast_sb.benchmark.report import CSV_COLUMNS
+from fastast_sb.models.ast import AST, ASTHead
+from fastast_sb.timing import (
     interleaved_throughput,
     interleaved_times,
     paired_speedups,
-    parse_r_arg,
-    run,
     throughput,
     time_fn,
 )
-from fastast_sb.benchmark.report import CSV_COLUMNS
-from fastast_sb.models.ast import AST, ASTHead
 from fastast_sb.tome.merge import bipartite_soft_matching, merge_wavg
+from fastast_sb.tome.schedule import Schedule, parse_schedule
 
 TINY = [
     "--preset",
@@ -100,13 +100,18 @@ def test_cli_writes_markdown_csv_and_png(tmp_path):
 
 
 def test_first_row_is_the_reference_and_flop_ratios_match_the_model():
-    res = run(TINY + ["--r", "16", "ratio:0.1", "8,-1"])
+    res = run(TINY + ["--r", "16", "ratio:0.1", "ramp:8:-1"])
     # r=0 is added in front when missing.
-    assert [row["r"] for row in res.rows] == ["0", "16", "ratio:0.1", "8,-1"]
+    assert [row["r"] for row in res.rows] == [
+        "0",
+        "16",
+        "ratio:0.1",
+        "ramp:8:-1",
+    ]
     assert res.rows[0]["speedup"] == 1.0
     assert res.rows[0]["flop_ratio"] == 1.0
     model = AST(input_tdim=128, preset="tiny", depth=2)
-    specs = [0, 16, {"ratio": 0.1}, (8, -1.0)]
+    specs = [0, 16, "ratio:0.1", "ramp:8:-1"]
     for row, spec in zip(res.rows, specs):
         assert row["flop_ratio"] == pytest.approx(
             model.flops(0) / model.flops(spec)
@@ -146,10 +151,10 @@ def test_compare_hf_without_transformers_says_how_to_install(monkeypatch):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--r", "fast"], "cannot parse r 'fast'"),
-        (["--r", "speed:0.5"], "cannot parse r 'speed:0.5'"),
+        (["--r", "fast"], "merge schedule 'fast' is not"),
+        (["--r", "speed:0.5"], "merge schedule 'speed:0.5' is not"),
         (["--r", "flops:2"], "FLOP budget must be in"),
-        (["--r", "16,x"], "cannot parse r '16,x'"),
+        (["--r", "16,x"], "merge schedule '16,x' is not"),
         (["--batch", "0"], "--batch must be >= 1"),
         (["--train-inf-checkpoint", "x"], "needs --checkpoint"),
         (["--dtype", "int8"], "invalid choice"),
@@ -162,13 +167,15 @@ def test_parse_errors_are_clear(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_parse_r_arg():
-    assert parse_r_arg("16") == 16
-    assert parse_r_arg(" flops:0.5 ") == {"flops": 0.5}
-    assert parse_r_arg("ratio:0.1") == {"ratio": 0.1}
-    assert parse_r_arg("16,-1") == (16, -1.0)
-    with pytest.raises(ValueError, match="expected an int"):
-        parse_r_arg("")
+def test_the_cli_reads_the_one_schedule_text():
+    assert parse_schedule("16") == Schedule(r=16)
+    assert parse_schedule(" flops:0.5 ") == Schedule("flops", fraction=0.5)
+    assert parse_schedule("ratio:0.1") == Schedule("ratio", fraction=0.1)
+    assert parse_schedule("ramp:16:-1") == Schedule("ramp", r=16, inflect=-1)
+    with pytest.raises(ValueError, match="is not an int r"):
+        parse_schedule("")
+    res = run(TINY + ["--r", " flops : 0.5 ", "--repeats", "1"])
+    assert [row["r"] for row in res.rows] == ["0", "flops:0.5"]
 
 
 # ----------------------------------------------------- accuracy columns

@@ -100,3 +100,24 @@ def test_flop_budget_override_halves_flops():
 def test_unknown_override_is_refused():
     with pytest.raises(KeyError, match="Override 'tome_rr' not found"):
         _tome(tome_rr=3)
+
+
+def test_named_class_map_resolves_from_any_working_directory(
+    tmp_path, monkeypatch
+):
+    mn = SHARED_DATA / "teachers" / "mn04_as_mAP_432.pt"
+    if not mn.is_file():
+        pytest.skip(f"teacher weights not found at {mn}")
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    hparams, _ = load_hparams(
+        ROOT / "recipes" / "ESC50" / "dataset.yaml",
+        ROOT / "hparams" / "tome_kd.yaml",
+        overrides={
+            "data_folder": "/nowhere",
+            "depth": 1,
+            "teacher_class_map": "esc10",
+            "teacher_checkpoint": str(mn),
+        },
+    )
+    assert hparams["project_root"] == str(ROOT.resolve())
+    assert Path(hparams["teacher_class_maps"]["esc10"]).is_file()

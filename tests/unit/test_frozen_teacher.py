@@ -10,14 +10,19 @@ from hyperpyyaml import load_hyperpyyaml
 from torch import nn
 
 from fastast_sb.distill import cmkd_loss
-from fastast_sb.teachers.class_map import ESC10_CLASS_MAP, ClassMap
-from fastast_sb.teachers.frozen import (
-    FrozenTeacher,
+from fastast_sb.teachers.class_map import (
+    ClassMap,
     build_class_map,
-    load_state_dict,
+    read_class_map,
 )
+from fastast_sb.teachers.frozen import FrozenTeacher
 from fastast_sb.teachers.mobilenet import MobileNetTeacher
 from fastast_sb.teachers.passt import PaSST
+from tests.conftest import ROOT
+
+# The ESC-50 recipe's named class map, as hparams/tome_kd.yaml names it.
+CLASS_MAPS = {"esc10": ROOT / "recipes" / "ESC50" / "esc10_class_map.yaml"}
+ESC10_CLASS_MAP = read_class_map("esc10", CLASS_MAPS)
 
 
 class StandIn(nn.Module):
@@ -130,6 +135,18 @@ def test_class_count_mismatch_at_first_forward() -> None:
         teacher(wavs, lens, feats)
 
 
+def test_undeclared_class_count_checked_once() -> None:
+    teacher = FrozenTeacher(StandIn(8, 5, declare=False), n_classes=5)
+    assert teacher.model_classes is None
+    teacher(*_batch())
+    assert teacher.model_classes == 5  # later forwards skip the check
+
+
+def test_named_class_map_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_class_map("esc10", {"esc10": tmp_path / "missing.yaml"})
+
+
 def test_n_classes_defaults() -> None:
     assert FrozenTeacher(StandIn(8, 4)).n_classes == 4
     assert FrozenTeacher(StandIn(8, 4, declare=False)).n_classes is None
@@ -157,9 +174,9 @@ def test_class_map_errors() -> None:
     with pytest.raises(ValueError, match="emits 5 classes, the class map"):
         late(*_batch())
     with pytest.raises(ValueError, match="give labels_csv"):
-        build_class_map("esc10")
+        build_class_map("esc10", class_maps=CLASS_MAPS)
     with pytest.raises(ValueError, match="unknown class map 'esc99'"):
-        build_class_map("esc99")
+        build_class_map("esc99", class_maps=CLASS_MAPS)
 
 
 def _audioset_csv(path: Path) -> Path:
@@ -179,7 +196,11 @@ def test_mobilenet_factory_esc10(tmp_path: Path) -> None:
     torch.save(MobileNetTeacher(width_mult=0.1).model.state_dict(), ckpt)
     _audioset_csv(tmp_path / "class_labels_indices.csv")  # found beside
     teacher = FrozenTeacher.mobilenet(
-        str(ckpt), n_classes=10, class_map="esc10", width_mult=0.1
+        str(ckpt),
+        n_classes=10,
+        class_map="esc10",
+        width_mult=0.1,
+        class_maps=CLASS_MAPS,
     )
     assert teacher.input == "wavs" and teacher.n_classes == 10
     assert teacher.class_map.target_labels == list(ESC10_CLASS_MAP)
@@ -187,7 +208,11 @@ def test_mobilenet_factory_esc10(tmp_path: Path) -> None:
     assert logits.shape == (2, 10) and not logits.requires_grad
     with pytest.raises(ValueError, match="class map gives 10 classes"):
         FrozenTeacher.mobilenet(
-            str(ckpt), n_classes=50, class_map="esc10", width_mult=0.1
+            str(ckpt),
+            n_classes=50,
+            class_map="esc10",
+            width_mult=0.1,
+            class_maps=CLASS_MAPS,
         )
 
 
@@ -202,7 +227,7 @@ def test_checkpoint_loading(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not fit StandIn"):
         FrozenTeacher(StandIn(8, 4), checkpoint=str(ckpt))
     with pytest.raises(ValueError, match="is a folder"):
-        load_state_dict(tmp_path)
+        FrozenTeacher(StandIn(8, 3), checkpoint=str(tmp_path))
 
 
 def test_passt_factory_from_checkpoint(tmp_path: Path) -> None:

@@ -10,22 +10,23 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from fastast_sb.teachers.class_map import ESC10_CLASS_MAP, ClassMap
+from fastast_sb.checkpoint import read_state_dict
+from fastast_sb.labels import AUDIOSET_NUM_CLASSES, read_labels, top_labels
+from fastast_sb.teachers.class_map import ClassMap, read_class_map
 from fastast_sb.teachers.effnet import AttentionPooling, EfficientNetTeacher
 from fastast_sb.teachers.mobilenet import (
-    AUDIOSET_NUM_CLASSES,
     MobileNetFrontEnd,
     MobileNetTeacher,
     MobileNetV3,
-    read_audioset_labels,
-    top_labels,
 )
+from tests.conftest import ROOT
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TEACHERS = SHARED_DATA / "teachers"
 CHECKPOINT = TEACHERS / "mn04_as_mAP_432.pt"
 LABELS_CSV = TEACHERS / "class_labels_indices.csv"
 ESC10 = SHARED_DATA / "esc10"
+ESC10_CLASS_MAP = read_class_map(ROOT / "recipes/ESC50/esc10_class_map.yaml")
 
 
 def _require(path: Path) -> Path:
@@ -39,12 +40,14 @@ def _require(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mobilenet() -> MobileNetTeacher:
-    return MobileNetTeacher.from_checkpoint(_require(CHECKPOINT))
+    return MobileNetTeacher.from_state_dict(
+        read_state_dict(_require(CHECKPOINT))
+    )
 
 
 @pytest.fixture(scope="module")
 def audioset_labels() -> List[str]:
-    return read_audioset_labels(_require(LABELS_CSV))
+    return read_labels(_require(LABELS_CSV))
 
 
 # EfficientNet-B2 teacher ------------------------------------------------------

@@ -8,14 +8,8 @@ import soundfile
 import torch
 
 from fastast_sb.models.ast import AST
-from fastast_sb.tome.visualize import (
-    group_image,
-    main,
-    merge_groups,
-    nearest_patch,
-    plot_merge_groups,
-    visualize,
-)
+from fastast_sb.tome.groups import group_image, merge_groups, nearest_patch
+from fastast_sb.visualize import main, plot_merge_groups, visualize
 from tests.conftest import shared_data
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -30,7 +24,7 @@ def traced(r=24, t: int = 128, depth: int = 3):
     return model, trace
 
 
-@pytest.mark.parametrize("r", [24, {"flops": 0.3}])
+@pytest.mark.parametrize("r", [24, "flops:0.3"])
 def test_groups_match_the_source_map(r):
     model, trace = traced(r)
     source = trace.source[0]  # [N_out, N_in]
@@ -90,8 +84,8 @@ def test_plot_without_merging_draws_one_group_per_patch(tmp_path):
 
 
 def test_png_for_a_real_clip(tmp_path):
+    from fastast_sb.audio import load_audio
     from fastast_sb.features import NORM_STATS, GlobalNorm, KaldiFbank
-    from fastast_sb.tome.visualize import load_audio
 
     clip = sorted(shared_data("esc10", "audio").glob("*.ogg"))[0]
     wav = load_audio(clip)
@@ -119,7 +113,7 @@ def test_cli_with_a_preset_on_a_real_clip(tmp_path, capsys):
 
 
 def test_cli_with_a_checkpoint(tmp_path, capsys):
-    convert = pytest.importorskip("fastast_sb.models.convert")
+    convert = pytest.importorskip("fastast_sb.models.checkpoints")
     ckpt = tmp_path / "ast.pt"
     convert.save_ast(ckpt, AST(input_tdim=128, preset="tiny", depth=2))
     # A 1.2 s stereo clip at 22.05 kHz: downmixed and resampled to 16 kHz.
@@ -127,7 +121,7 @@ def test_cli_with_a_checkpoint(tmp_path, capsys):
     audio = tmp_path / "noise.wav"
     soundfile.write(audio, 0.1 * g.standard_normal((26460, 2)), 22050)
     out = tmp_path / "merged.png"
-    argv = [str(audio), "--checkpoint", str(ckpt), "--r", '{"flops": 0.6}']
+    argv = [str(audio), "--checkpoint", str(ckpt), "--r", "flops:0.6"]
     argv += ["--out", str(out), "--target-length", "200"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
