@@ -117,6 +117,7 @@ def test_named_class_map_resolves_from_any_working_directory(
             "depth": 1,
             "teacher_class_map": "esc10",
             "teacher_checkpoint": str(mn),
+            "n_classes": 10,
         },
     )
     assert hparams["project_root"] == str(ROOT.resolve())
