@@ -127,21 +127,6 @@ class Schedule:
             return f"{self.kind}:{self.fraction:g}"
         return str(self.r)
 
-    @property
-    def is_zero(self) -> bool:
-        """True when no block ever merges (the plain AST).
-
-        Example
-        -------
-        >>> parse_schedule(0).is_zero, parse_schedule("flops:1").is_zero
-        (True, True)
-        """
-        if self.kind in ("constant", "ramp"):
-            return self.r == 0
-        if self.kind == "blocks":
-            return not any(self.blocks)
-        return self.fraction == (1.0 if self.kind == "flops" else 0.0)
-
     def check_depth(self, num_layers: int) -> None:
         """Raise if a per-block schedule is longer than the model is deep."""
         if self.kind == "blocks" and len(self.blocks) > num_layers:
@@ -191,15 +176,10 @@ class Schedule:
         >>> parse_schedule(8).resolve(3, num_tokens=12, embed_dim=8)
         [5, 2, 1]
         """
-        requested = _requested(
-            self,
-            _int(num_layers, "num_layers"),
-            num_tokens,
-            embed_dim,
-            mlp_ratio,
-            protected,
+        requested = self.requested(
+            num_layers, num_tokens, embed_dim, mlp_ratio, protected
         )
-        return list(_clipped(requested, num_tokens, protected))
+        return list(_clipped(tuple(requested), num_tokens, protected))
 
 
 def parse_schedule(value: Any) -> Schedule:
