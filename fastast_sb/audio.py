@@ -1,9 +1,8 @@
 """Audio loading for every recipe: any soundfile format, 16 kHz mono.
 
-Bad input gets a clear error naming the file and what was expected: a
-missing or undecodable file, empty audio, NaN/Inf samples. Stereo is
-averaged to mono and other sample rates are resampled with torchaudio's
-functional resampler.
+A missing or undecodable file, empty audio or NaN/Inf samples get an error
+naming the file and what was expected. Channels are averaged to mono and
+other sample rates resampled (``torchaudio.functional.resample``).
 """
 
 from __future__ import annotations
@@ -61,8 +60,7 @@ def check_waveform(wav: torch.Tensor, name: str = "audio") -> torch.Tensor:
     """
     if wav.numel() == 0:
         raise AudioError(f"{name}: audio is empty (0 samples)")
-    bad = int((~torch.isfinite(wav)).sum())
-    if bad:
+    if bad := int((~torch.isfinite(wav)).sum()):
         raise AudioError(
             f"{name}: {bad} of {wav.numel()} samples are NaN/Inf; "
             "expected finite audio"
@@ -71,8 +69,8 @@ def check_waveform(wav: torch.Tensor, name: str = "audio") -> torch.Tensor:
 
 
 def audio_duration(path: Union[str, Path]) -> float:
-    """Seconds of audio in a file, from its header; :class:`AudioError`
-    (with the decoder's reason) if it cannot be opened or has no samples.
+    """Seconds of audio in a file, from its header (:class:`AudioError`
+    with the decoder's reason if it cannot be opened or has no samples).
 
     Example
     -------

@@ -2,13 +2,11 @@
 
 :class:`NoiseRoll` is the "noise" augmentation of AST's Speech Commands
 recipe (Gong et al., "AST: Audio Spectrogram Transformer", Interspeech
-2021): uniform noise of a random strength is added to the normalised
-fbank, which is then rolled (circularly shifted) along time by a random
-number of frames. Implemented from that description.
-
-In :class:`~fastast_sb.brain.FastASTBrain` it runs after ``mean_var_norm``
-on training batches only (the ``feature_augment`` of a recipe), so a
-teacher sees the very same augmented features as the student.
+2021), implemented from its description: uniform noise of random strength
+added to the normalised fbank, then a random circular roll along time.
+:class:`~fastast_sb.brain.FastASTBrain` runs it (a recipe's
+``feature_augment``) after ``mean_var_norm`` on training batches, so a
+teacher sees the same augmented features as the student.
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ from torch import nn
 class NoiseRoll(nn.Module):
     """Add ``U(0, 1) * a / divisor`` noise, then roll along time.
 
-    Per example, ``a ~ U(0, 1)`` sets the noise strength and the shift is
-    drawn from ``[-max_shift, max_shift)`` frames; AST draws one pair per
-    clip in its data loader, as here.
+    Per example (as AST's data loader), ``a ~ U(0, 1)`` and a shift from
+    ``[-max_shift, max_shift)`` frames.
 
     Arguments
     ---------
@@ -67,8 +64,7 @@ class NoiseRoll(nn.Module):
             )
         b, t, _ = feats.shape
         strength = torch.rand(b, 1, 1, device=feats.device, dtype=feats.dtype)
-        noise = torch.rand_like(feats) * strength / self.noise_divisor
-        out = feats + noise
+        out = feats + torch.rand_like(feats) * strength / self.noise_divisor
         if self.max_shift == 0:
             return out
         shifts = torch.randint(-self.max_shift, self.max_shift, (b,))

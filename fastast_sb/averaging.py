@@ -1,15 +1,11 @@
 """Weight averaging over the last epochs of a run (AST's ``wa``).
 
-AST averages the weights of several late epochs before testing; on small
-test sets this also smooths the epoch-to-epoch swing of one checkpoint.
 :class:`EpochAverager` keeps a copy of the trained modules for each epoch of
-the window ``(limit - n, limit]`` and averages them once training is over.
-
-Each copy is written *before* the epoch's checkpoint, under a name that
-depends only on the epoch, so a run killed between the two repeats the
-epoch on resume and rewrites the same file: resumed and uninterrupted runs
-average the same tensors. The average goes to ``<save>/averaged/<module>.ckpt``
-(a SpeechBrain checkpoint folder), what the test and ``python -m
+the window ``(limit - n, limit]`` and averages them after training. Each
+copy is written *before* the epoch's checkpoint, named by the epoch only, so
+a run killed between the two rewrites the same file on resume: resumed and
+uninterrupted runs average the same tensors. The average goes to
+``<save>/averaged/<module>.ckpt``, which the test and ``python -m
 fastast_sb.inference export`` load for ``test_checkpoint: average``.
 """
 
@@ -49,10 +45,8 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
 def average_state_dicts(
     states: Sequence[Mapping[str, torch.Tensor]],
 ) -> StateDict:
-    """Element-wise mean of state dicts with the same keys and shapes.
-
-    Floating-point tensors are averaged (in float64, then cast back);
-    integer buffers (counters) are taken from the last state.
+    """Element-wise mean (in float64, cast back) of state dicts with the same
+    keys and shapes; integer buffers (counters) come from the last state.
 
     Example
     -------
@@ -95,7 +89,7 @@ class EpochAverager:
     Arguments
     ---------
     folder : path
-        Where the per-epoch copies go (``<save>/epochs_for_average``).
+        Where the per-epoch copies go.
     last_n : int
         How many final epochs to average (``average_epochs``).
     limit : int
@@ -150,11 +144,8 @@ class EpochAverager:
 
     def epochs(self) -> List[int]:
         """Epochs of the window whose copies exist."""
-        return [
-            e
-            for e in range(self.first, self.limit + 1)
-            if self._path(e).is_file()
-        ]
+        window = range(self.first, self.limit + 1)
+        return [e for e in window if self._path(e).is_file()]
 
     def average(self) -> Dict[str, StateDict]:
         """Per-module average over the window's copies."""

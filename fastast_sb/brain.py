@@ -7,30 +7,23 @@
         -> AST (r_train in training, the model's r in evaluation) -> ASTHead
     same augmented batch -> frozen teacher (if any) -> teacher logits
 
-``model_input`` selects what ``embedding_model`` gets (``feats`` for the AST,
+``model_input`` selects what ``embedding_model`` gets (``feats``, or
 ``wavs`` for a teacher network with its own front end).
-``compute_objectives`` computes the task loss, or the CMKD loss when a
-teacher is given (logging ``teacher_conf``, the KD targets' mean top
-probability, with the training loss: see
-:func:`fastast_sb.distill.target_confidence`), and collects scores for the
-epoch's metrics. Hyperparameter
-keys the Brain reads: ``multilabel``, ``r_train``, ``kd_lambda``, ``kd_tau``,
+``compute_objectives`` computes the task loss, or the CMKD loss with a
+teacher (logging ``teacher_conf``: see
+:func:`fastast_sb.distill.target_confidence`), and collects the scores of
+the evaluation metrics: ``acc``, with ``multilabel`` also ``mAP``, ``mAUC``,
+``dprime`` and the skipped-class counts, gathered over DDP processes (each
+example once). Checkpoints keep the best ``ckpt_metric``. Hyperparameter
+keys read: ``multilabel``, ``r_train``, ``kd_lambda``, ``kd_tau``,
 ``kd_tau2``, ``lr_schedule``, ``seed``, ``epoch_counter``, ``train_logger``
-and ``metrics_file``; the teacher is passed to the constructor, never put in
-``modules`` (SpeechBrain trains and optimises those), and so is an optional
-``feature_augment`` (e.g. :class:`fastast_sb.augment.NoiseRoll`), applied to
-normalised training features.
-
-Evaluation metrics: ``acc``, and with ``multilabel`` also ``mAP``, ``mAUC``,
-``dprime`` and the skipped-class counts. Under DDP the scores of all
-processes are gathered before they are computed (each example once, by id);
-checkpoints keep the best ``ckpt_metric`` (``acc`` or ``mAP``).
+and ``metrics_file``. The teacher and an optional ``feature_augment`` go to
+the constructor, never into ``modules`` (SpeechBrain trains those).
 """
 
 from __future__ import annotations
 
 import csv
-import logging
 import os
 from typing import Any, Dict, Optional
 
@@ -42,8 +35,6 @@ from fastast_sb.losses import task_loss
 from fastast_sb.metrics import ScoreCollector, mean_over_processes
 from fastast_sb.models.ast import AST
 from fastast_sb.tome.schedule import Schedule
-
-logger = logging.getLogger(__name__)
 
 
 class FastASTBrain(sb.Brain):
@@ -80,18 +71,14 @@ class FastASTBrain(sb.Brain):
         if teacher is not None:
             teacher.to(self.device)
         self.eval_r: Optional[Schedule] = None
-        # Weight averaging (test_checkpoint: average): per-epoch copies are
-        # kept by ``averager``; ``test_state`` replaces the checkpoint's
-        # weights in evaluation once set.
+        # test_checkpoint: average. ``test_state`` (once set) replaces the
+        # checkpoint's weights in evaluation.
         self.averager: Any = None
         self.test_state: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
-        # Cached teacher logits by example id (teacher_cache: True).
-        self.teacher_cache: Any = None
+        self.teacher_cache: Any = None  # teacher logits by example id
         self.scores = ScoreCollector()
         self.last_metrics: Dict[str, float] = {}
-        # Sum of the KD targets' confidence over the epoch's training
-        # examples, and their count (logged as ``teacher_conf``).
-        self._teacher_conf = [0.0, 0]
+        self._teacher_conf = [0.0, 0]  # KD target confidence: sum, count
 
     # ---------------------------------------------------------------- forward
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Dict[str, Any]:
@@ -128,12 +115,8 @@ class FastASTBrain(sb.Brain):
         lens: torch.Tensor,
         train: bool,
     ) -> torch.Tensor:
-        """Run ``embedding_model`` on its input (``model_input`` key).
-
-        An AST gets the merge schedule of the stage (``r_train`` in training,
-        ``eval_r`` or its own ``r`` in evaluation); other networks (teachers
-        trained through the same recipes) get features or waveforms.
-        """
+        """Run ``embedding_model`` on its ``model_input``; an AST gets the
+        stage's merge schedule (``r_train`` in training, else ``eval_r``)."""
         model = self.modules.embedding_model
         x = wavs if self.hparams.model_input == "wavs" else feats
         if isinstance(unwrap(model), AST):
@@ -198,11 +181,8 @@ class FastASTBrain(sb.Brain):
             torch.manual_seed(int(self.hparams.seed) * 1000 + int(epoch))
 
     def stage_metrics(self, stage_loss: float) -> Dict[str, float]:
-        """Loss, accuracy (and mAP, mAUC, d' if multi-label) of the stage.
-
-        Under DDP the processes' scores are gathered first and the loss is
-        averaged over all examples, so every process gets the numbers of the
-        whole set (a collective: inside ``run_on_main`` it stays local).
+        """Loss, accuracy (and mAP, mAUC, d' if multi-label) of the stage,
+        over the whole set under DDP (a collective: local in ``run_on_main``).
         """
         scores = self.scores.gather()
         loss = mean_over_processes(float(stage_loss), len(self.scores))
@@ -234,10 +214,8 @@ class FastASTBrain(sb.Brain):
             )
             # The epoch's copy for averaging goes first: if the run dies
             # before the checkpoint, the repeated epoch rewrites it.
-            if (
-                self.averager is not None
-                and sb.utils.distributed.if_main_process()
-            ):
+            main = sb.utils.distributed.if_main_process()
+            if self.averager is not None and main:
                 self.averager.save(self.modules, epoch)
             self.checkpointer.save_and_keep_only(
                 meta={**metrics, "epoch": epoch},

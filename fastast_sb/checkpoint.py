@@ -1,13 +1,9 @@
 """The one safe way to read a torch checkpoint file.
 
-Every load site of the package reads through :func:`read_checkpoint`:
-``torch.load(weights_only=True)`` on the CPU, so a file that holds pickled
-Python objects is refused and its code never runs. Errors name the file and
-say what it holds; they never suggest turning ``weights_only`` off.
-:func:`read_state_dict` adds the checks a state dict needs (a mapping of
-names to tensors, a ``state_dict`` / ``model`` wrapper unwrapped) and
-:func:`strip_prefix` removes a ``module.`` (DataParallel) or ``net.``
-wrapper prefix.
+Every load site reads through :func:`read_checkpoint`:
+``torch.load(weights_only=True)`` on the CPU, so pickled Python objects are
+refused and never run. Errors name the file and what it holds; they never
+suggest turning ``weights_only`` off.
 """
 
 from __future__ import annotations
@@ -28,19 +24,9 @@ _CONVERT_HINT = (
 
 
 def read_checkpoint(path: PathLike, what: str = "checkpoint") -> Any:
-    """Read a torch file with ``weights_only=True`` on the CPU.
-
-    Arguments
-    ---------
-    path : str or Path
-        The file.
-    what : str
-        What the file is, for error messages ("teacher checkpoint", ...).
-
-    Returns
-    -------
-    object
-        Tensors in plain containers (dicts, lists, numbers, strings).
+    """Tensors in plain containers (dicts, lists, numbers, strings) read
+    from ``path`` with ``weights_only=True`` on the CPU; errors call the file
+    ``what`` ("teacher checkpoint", ...).
 
     Example
     -------
@@ -112,16 +98,9 @@ def strip_prefix(
     prefixes: Sequence[str] = ("module.",),
     keep: Optional[Iterable[str]] = None,
 ) -> Dict[str, Any]:
-    """Remove each prefix that every key shares (in the given order).
-
-    Arguments
-    ---------
-    state : mapping
-        A state dict.
-    prefixes : sequence of str
-        Wrapper prefixes (``module.`` from DataParallel, ``net.``, ...).
-    keep : iterable of str, optional
-        The target model's keys: a prefix they carry themselves stays.
+    """Remove each wrapper prefix (``module.`` from DataParallel, ``net.``,
+    ...) that every key of ``state`` shares, in the given order, unless the
+    target model's keys ``keep`` carry it themselves.
 
     Example
     -------

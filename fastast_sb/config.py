@@ -58,35 +58,26 @@ def compose_yaml(*paths: PathLike) -> str:
     y: !ref <x>
     <BLANKLINE>
     """
-    merged: Optional[Any] = None
-    for path in paths:
-        for doc in _load_chain(Path(path)):
-            if merged is None:
-                merged = doc
-                continue
-            for key, value in doc.items():
-                merged[key] = value
+    docs = [doc for path in paths for doc in _load_chain(Path(path))]
+    merged = docs[0] if docs else {}
+    for doc in docs[1:]:
+        for key, value in doc.items():
+            merged[key] = value
     out = io.StringIO()
-    _yaml().dump(merged if merged is not None else {}, out)
+    _yaml().dump(merged, out)
     return out.getvalue()
 
 
 def load_hparams(
     *paths: PathLike, overrides: Optional[Dict[str, Any]] = None
 ) -> Tuple[Dict[str, Any], str]:
-    """Compose ``paths`` and load them with HyperPyYAML.
+    """Compose ``paths``; return the objects HyperPyYAML loads from them and
+    the composed YAML with overrides and references applied (to save next to
+    the run's outputs).
 
-    A composed configuration that declares ``project_root`` gets the folder
-    holding ``recipes/`` (the first path is ``recipes/<Dataset>/...``), so
-    recipe data files resolve from any working directory.
-
-    Returns
-    -------
-    hparams : dict
-        The loaded objects.
-    resolved : str
-        The composed YAML with overrides and references applied (to save
-        next to the run's outputs).
+    A declared ``project_root`` gets the folder holding ``recipes/`` (the
+    first path is ``recipes/<Dataset>/...``), so recipe data files resolve
+    from any working directory.
 
     Example
     -------
@@ -105,5 +96,4 @@ def load_hparams(
             "project_root", str(Path(paths[0]).resolve().parents[2])
         )
     hparams = load_hyperpyyaml(text, overrides)
-    resolved = resolve_references(text, overrides).getvalue()
-    return hparams, resolved
+    return hparams, resolve_references(text, overrides).getvalue()

@@ -1,14 +1,10 @@
 """Manifests, datasets and the shared steps of the recipes' data preparation.
 
 A manifest is a CSV with ``ID``, ``duration``, ``wav`` and ``label``
-(multi-label: class names joined by ``;``). Every item yields ``sig`` (the
-16 kHz mono waveform) and ``targets`` (a one-hot or multi-hot float vector),
-so single- and multi-label recipes share one Brain.
-
-A prepared folder holds ``train.csv``, ``valid.csv``, ``test.csv``,
-``classes.txt`` (one name a line) and ``prepare.json`` (what was done). The
-prepare scripts of the recipes add only their dataset's facts to the helpers
-here (download, clip checking, manifest writing, the command line).
+(multi-label: ``;``-joined class names). Every item yields ``sig`` (16 kHz
+mono) and ``targets`` (one-hot or multi-hot floats), so all recipes share one
+Brain. A prepared folder holds ``{train,valid,test}.csv``, ``classes.txt``
+(one name a line) and ``prepare.json`` (what was done).
 """
 
 from __future__ import annotations
@@ -22,6 +18,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 from typing import (
+    Any,
     Callable,
     Dict,
     Iterable,
@@ -53,12 +50,9 @@ def fetch(
     where: str,
     extract_to: Optional[PathLike] = None,
 ) -> Path:
-    """Download ``url`` to ``path`` (an explicit prepare step only).
-
-    With ``extract_to`` the zip or tar archive is extracted there (unsafe
-    tar members refused), deleted, and ``extract_to`` returned. Offline (or
-    on any network error) it raises a :class:`DataError` that names the URL
-    and, with ``where``, how to put the data in place by hand.
+    """Download ``url`` to ``path``; with ``extract_to`` extract the zip or
+    tar archive there, delete it and return ``extract_to``. A network error
+    raises a :class:`DataError` naming the URL and ``where`` to put the data.
 
     Example
     -------
@@ -83,11 +77,9 @@ def fetch(
         with zipfile.ZipFile(path) as zf:
             zf.extractall(extract_to)
     else:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         with tarfile.open(path) as tf:
-            if hasattr(tarfile, "data_filter"):  # refuse unsafe members
-                tf.extractall(extract_to, filter="data")
-            else:
-                tf.extractall(extract_to)
+            tf.extractall(extract_to, **safe)  # unsafe members refused
     Path(path).unlink()
     return Path(extract_to)
 
@@ -154,11 +146,8 @@ def classification_dataset(
     sample_rate: int = 16000,
     multilabel: bool = False,
 ) -> sb.dataio.dataset.DynamicItemDataset:
-    """A dataset of ``id``, ``sig`` and ``targets`` from a CSV manifest.
-
-    Audio is resampled to ``sample_rate`` (mono); with ``multilabel`` the
-    ``label`` column holds ``;``-joined class names.
-    """
+    """A dataset of ``id``, ``sig`` (mono, ``sample_rate``) and ``targets``
+    from a CSV manifest."""
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(str(manifest))
 
     @sb.utils.data_pipeline.takes("wav")
@@ -184,11 +173,8 @@ def manifest_datasets(
     multilabel: bool = False,
 ) -> dict:
     """The ``train``, ``valid``, ``test`` datasets and ``encoder`` of a
-    prepared folder.
-
-    Checks the class count against the model's ``n_classes`` and writes the
-    label encoder (``label_encoder.txt``, main process only).
-    """
+    prepared folder (class count checked against ``n_classes``; the main
+    process writes ``label_encoder.txt``)."""
     out = Path(folder)
     classes = read_classes(out / "classes.txt")
     if len(classes) != n_classes:
@@ -210,14 +196,26 @@ def manifest_datasets(
     return sets
 
 
+def prepared_datasets(
+    hparams: Mapping[str, Any], prepare: Callable[..., Any], **options: Any
+) -> dict:
+    """Run ``prepare`` once (main process) into the run's ``output_folder``
+    with the run's ``data_folder`` and ``options``; return
+    :func:`manifest_datasets` of the result."""
+    out = str(hparams["output_folder"])
+    kwargs = dict(data_folder=hparams["data_folder"], save_folder=out)
+    sb.utils.distributed.run_on_main(prepare, kwargs={**kwargs, **options})
+    return manifest_datasets(
+        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
+    )
+
+
 # ------------------------------------------------------------ preparation
 def clip_durations(
     clips: Mapping[str, Optional[Path]],
 ) -> Tuple[Dict[str, float], Dict[str, str]]:
-    """Seconds of every usable clip, and why each other one is not.
-
-    A ``None`` path is ``missing``, an absent file ``missing: PATH``, a
-    file the decoder rejects ``unreadable: PATH (reason)``.
+    """Seconds of every usable clip, and why each other one is not
+    (``missing``, ``missing: PATH`` or ``unreadable: PATH (reason)``).
 
     Example
     -------
@@ -281,13 +279,8 @@ def write_manifests(
     info: Mapping[str, object],
 ) -> Dict[str, str]:
     """Write ``<split>.csv`` for each of ``splits``, ``classes.txt`` and
-    ``info`` (what was done) as ``prepare.json``.
-
-    Returns
-    -------
-    dict
-        Paths (str) of the ``train``, ``valid``, ``test`` manifests and
-        ``classes``.
+    ``info`` (what was done) as ``prepare.json``; return the paths (str) of
+    the split manifests and ``classes``.
 
     Example
     -------
@@ -339,11 +332,11 @@ def prepare_main(
 ) -> int:
     """A prepare script's command line; returns the exit status.
 
-    It takes ``--data_folder``, ``--save_folder`` (required without
-    ``check``), ``--download`` and ``options`` (flag -> ``add_argument``
-    keywords), described by ``doc``'s first line. It downloads if asked,
-    then runs ``prepare(args)`` (with a save folder) or ``check(args)`` and
-    prints what they return. A :class:`DataError` goes to stderr (status 1).
+    Flags: ``--data_folder``, ``--save_folder`` (required without ``check``),
+    ``--download`` and ``options`` (flag -> ``add_argument`` keywords). It
+    downloads if asked, runs ``prepare(args)`` (with a save folder) or
+    ``check(args)`` and prints the result; a :class:`DataError` goes to
+    stderr (status 1).
 
     Example
     -------

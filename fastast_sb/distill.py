@@ -7,13 +7,10 @@ Distillation (CMKD) loss::
            + (1 - lam) * L_kd(psi(z_s), psi(z_t / tau))
 
 Both terms are :func:`fastast_sb.losses.task_loss`: softmax cross-entropy
-for single-label data (ESC-50; the KD term is the KL divergence plus the
-teacher entropy, a constant for the student), sigmoid BCE for multi-label
-data (AudioSet, Speech Commands as AST trains it), the KD target being
-``psi(z_t / tau)``.
-
-The paper scales only the teacher logits by ``tau``; the ``tau ** 2`` factor of
-Hinton et al. is available as a switch and is off by default.
+for single-label data (the KD term is then the KL divergence plus a constant
+teacher entropy), sigmoid BCE for multi-label data. The paper scales only
+the teacher logits by ``tau``; Hinton et al.'s ``tau ** 2`` factor is a
+switch, off by default.
 
 References
 ----------
@@ -100,15 +97,13 @@ def cmkd_loss(
         probability targets ``[B, C]`` (one-hot, label-smoothed or mixed by
         mixup). Multi-label: ``[B, C]`` floats in ``[0, 1]``.
     teacher_logits : torch.Tensor
-        Teacher logits ``[B, C]``; detached, so no gradient reaches the
-        teacher.
+        Teacher logits ``[B, C]`` (detached: no gradient reaches the teacher).
     lam : float
         Weight of the task loss, in ``[0, 1]``; ``1 - lam`` weighs the KD loss.
     tau : float
         Temperature dividing the teacher logits, ``> 0``.
     multilabel : bool
-        ``True`` for sigmoid / binary cross-entropy (AudioSet), ``False``
-        for softmax / cross-entropy (ESC-50).
+        Sigmoid / BCE (AudioSet) instead of softmax / cross-entropy.
     tau2 : bool
         Multiply the KD term by ``tau ** 2`` (Hinton et al.).
 
@@ -155,29 +150,13 @@ def cmkd_loss(
 def target_confidence(
     teacher_logits: torch.Tensor, tau: float = 1.0, multilabel: bool = False
 ) -> torch.Tensor:
-    """How sure the KD targets ``psi(z_t / tau)`` are, as one number.
+    """How sure the KD targets ``psi(z_t / tau)`` of teacher logits [B, C]
+    are: a scalar tensor.
 
-    Single-label: the mean over the batch of the largest softmax
-    probability (``1 / C`` for a uniform target, 1 for one-hot).
-    Multi-label: the mean over batch and classes of ``max(p, 1 - p)`` of the
-    sigmoid (0.5 when undecided, 1 when every label is 0 or 1).
-
-    A teacher that is near one-hot on the training clips teaches little
-    beyond the labels; a larger ``tau`` lowers this number.
-
-    Arguments
-    ---------
-    teacher_logits : torch.Tensor
-        Teacher logits ``[B, C]``.
-    tau : float
-        Temperature dividing the logits, ``> 0``.
-    multilabel : bool
-        Sigmoid targets (``True``) or softmax targets.
-
-    Returns
-    -------
-    torch.Tensor
-        A scalar in ``[1 / C, 1]`` (single-label) or ``[0.5, 1]``.
+    Single-label: the batch mean of the largest softmax probability (in
+    ``[1 / C, 1]``). Multi-label: the mean over batch and classes of the
+    sigmoid's ``max(p, 1 - p)`` (in ``[0.5, 1]``). A near one-hot teacher
+    teaches little beyond the labels; a larger ``tau`` lowers this number.
 
     Example
     -------

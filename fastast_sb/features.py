@@ -1,11 +1,11 @@
 """AST front end: Kaldi fbank, global normalisation, SpecAugment, mixup.
 
 Constants follow the AST recipes (Gong et al., "AST: Audio Spectrogram
-Transformer", Interspeech 2021): 16 kHz mono audio, waveform mean removed,
-128-bin Kaldi fbank with a Hanning window and 10 ms shift, zero padding or
-cutting at the end to ``target_length``, masks filled with 0 before the
-normalisation ``(x - mean) / (2 * std)``. SpecAugment: Park et al.,
-Interspeech 2019; mixup: Zhang et al., ICLR 2018.
+Transformer", Interspeech 2021): 16 kHz mono audio minus its mean, 128-bin
+Kaldi fbank (Hanning window, 10 ms shift) padded or cut at the end to
+``target_length``, masks filled with 0 before the normalisation
+``(x - mean) / (2 * std)``. SpecAugment: Park et al., Interspeech 2019;
+mixup: Zhang et al., ICLR 2018.
 """
 
 from __future__ import annotations
@@ -40,11 +40,9 @@ def abs_lengths(
 
 
 class KaldiFbank(nn.Module):
-    """Batched, length-aware Kaldi fbank with AST's parameters.
-
-    ``n_mels`` bins every ``frame_shift`` ms of ``sample_rate`` audio,
-    zero-padded or cut at the end to ``target_length`` frames (without it,
-    to the batch's longest example).
+    """Batched, length-aware Kaldi fbank with AST's parameters: ``n_mels``
+    bins every ``frame_shift`` ms, zero-padded or cut at the end to
+    ``target_length`` frames (by default, to the longest example).
 
     Example
     -------
@@ -91,20 +89,19 @@ class KaldiFbank(nn.Module):
     def forward(
         self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """[B, S] (or [S]) waveforms -> [B, T, n_mels] log-mel features;
-        samples past the relative lengths ``lens`` [B] are ignored."""
+        """[B, S] (or [S]) waveforms -> [B, T, n_mels], ignoring samples
+        past the relative lengths ``lens`` [B]."""
         if wavs.ndim == 1:
             wavs = wavs.unsqueeze(0)
         if wavs.ndim != 2:
             raise ValueError(
                 f"KaldiFbank expects waveforms [B, S], got {tuple(wavs.shape)}"
             )
-        n = abs_lengths(lens, wavs.shape[0], wavs.shape[1])
-        wavs = wavs.float()
-        feats = [self.single(w[: int(k)]) for w, k in zip(wavs, n)]
+        n = abs_lengths(lens, *wavs.shape)
+        feats = [self.single(w[: int(k)]) for w, k in zip(wavs.float(), n)]
         length = self.target_length or max(f.shape[0] for f in feats)
         if not feats:
-            return wavs.new_zeros(0, length, self.n_mels)
+            return wavs.float().new_zeros(0, length, self.n_mels)
         return torch.stack([self.fit(f, length) for f in feats])
 
     def fit(
@@ -120,9 +117,8 @@ class KaldiFbank(nn.Module):
 
 
 class GlobalNorm(nn.Module):
-    """AST's normalisation ``(x - mean) / (2 * std)`` with fixed statistics.
-
-    ``mean`` and ``std`` are dataset statistics (see ``NORM_STATS``).
+    """AST's normalisation ``(x - mean) / (2 * std)`` with dataset
+    statistics (see ``NORM_STATS``).
 
     Example
     -------
@@ -156,10 +152,9 @@ def _band(
 
 
 class SpecAugment(nn.Module):
-    """One frequency and one time mask per example, filled with 0.
-
-    AST applies it to the raw fbank, before normalisation, in training
-    only; ``freqm`` (bins) and ``timem`` (frames) are the widest masks.
+    """One frequency and one time mask per example, filled with 0 (AST: on
+    the raw fbank, in training only); ``freqm`` (bins) and ``timem``
+    (frames) are the widest masks.
 
     Example
     -------
@@ -195,12 +190,10 @@ class SpecAugment(nn.Module):
 
 
 class Mixup(nn.Module):
-    """AST-style waveform mixup within a batch.
-
-    With probability ``prob`` (0 disables) an example is mixed with a
-    random partner of the batch: ``lam * w1 + (1 - lam) * w2`` (mean
-    removed), targets mixed the same way, ``lam ~ Beta(alpha, alpha)``
-    (AST: ``alpha`` = 10).
+    """AST-style waveform mixup within a batch: with probability ``prob``
+    (0 disables) an example becomes ``lam * w1 + (1 - lam) * w2`` (mean
+    removed) with a random partner, targets mixed the same way,
+    ``lam ~ Beta(alpha, alpha)`` (AST: ``alpha`` = 10).
 
     Example
     -------
@@ -238,13 +231,11 @@ class Mixup(nn.Module):
         partner = torch.randint(0, b, (b,))
         lam = torch.distributions.Beta(self.alpha, self.alpha).sample((b,))
         apply = torch.rand(b) < self.prob
-        lam = torch.where(apply, lam, torch.ones_like(lam))
-        lam = lam.to(wavs.device, wavs.dtype)
+        lam = torch.where(apply, lam, 1.0).to(wavs.device, wavs.dtype)
         mixed = lam[:, None] * wavs + (1 - lam[:, None]) * wavs[partner]
         mixed = mixed - mixed.mean(dim=1, keepdim=True)
         # Unmixed examples keep their waveform exactly.
-        keep = (~apply).to(wavs.device)[:, None]
-        mixed = torch.where(keep, wavs, mixed)
+        mixed = torch.where((~apply).to(wavs.device)[:, None], wavs, mixed)
         lam_t = lam.to(targets.dtype)[:, None]
         targets = lam_t * targets + (1 - lam_t) * targets[partner]
         if lens is not None:
@@ -256,11 +247,10 @@ class Mixup(nn.Module):
 class TimeShift(nn.Module):
     """Random circular time shift of each training waveform.
 
-    Each clip is rolled within its own valid length (padding stays at the
-    end) by a shift drawn uniformly from ``[-max_shift, max_shift]``
-    seconds (0 disables) of ``sample_rate`` audio. It acts on the waveform
-    before mixup, so a teacher with its own front end hears the same
-    shifted audio. Identity in eval mode.
+    Each clip is rolled within its valid length (padding stays at the end)
+    by up to ``max_shift`` seconds either way (0 disables). It acts before
+    mixup, so a teacher with its own front end hears the same audio.
+    Identity in eval mode.
 
     Example
     -------

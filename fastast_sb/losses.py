@@ -1,8 +1,4 @@
-"""Task losses on logits: softmax cross-entropy or sigmoid BCE.
-
-Targets are soft (one-hot, mixed by mixup, or multi-hot) [B, C], or class
-indices [B] for single-label data.
-"""
+"""Task losses on logits: softmax cross-entropy or sigmoid BCE."""
 
 from __future__ import annotations
 
@@ -13,11 +9,9 @@ import torch.nn.functional as F
 def task_loss(
     logits: torch.Tensor, targets: torch.Tensor, multilabel: bool = False
 ) -> torch.Tensor:
-    """Mean loss of ``logits`` [B, C] against ``targets``: [B, C]
-    probabilities / multi-hot, or [B] class indices (single-label only).
-
-    ``multilabel``: sigmoid + BCE (AudioSet, Speech Commands as AST trains
-    it) instead of softmax cross-entropy.
+    """Mean loss of ``logits`` [B, C] against ``targets``: [B, C] soft or
+    multi-hot, or [B] class indices (single-label only); ``multilabel``:
+    sigmoid + BCE (AudioSet, AST's Speech Commands) instead of softmax CE.
 
     Example
     -------

@@ -1,21 +1,16 @@
 """Classification and tagging metrics over a whole evaluation set.
 
-* accuracy: top-1 against the argmax of the targets (ESC-50, Speech
-  Commands);
-* mAP: mean over classes of the average precision (summed over distinct
-  score thresholds, as scikit-learn's ``average_precision_score``);
-* mAUC: mean over classes of the ROC AUC (Mann-Whitney, ties count half);
-* d': ``sqrt(2) * Phi^-1(mAUC)``.
-
-Classes without a positive (for AUC: or without a negative) are skipped and
-counted, never averaged in as zeros. Under DDP,
-:meth:`ScoreCollector.gather` all-gathers the processes' scores (gloo works
-on CPU) and drops duplicated example ids first, so the numbers are those of
-the whole set whatever the number of processes.
+Accuracy is top-1 against the argmax of the targets; mAP the mean over
+classes of the average precision (summed over distinct score thresholds, as
+scikit-learn's ``average_precision_score``); mAUC the mean ROC AUC
+(Mann-Whitney, ties count half); d' is ``sqrt(2) * Phi^-1(mAUC)``. Classes
+without a positive (for AUC: or without a negative) are skipped and counted,
+never averaged in as zeros. Under DDP, :meth:`ScoreCollector.gather`
+all-gathers the scores (gloo works on CPU) and drops duplicated example ids,
+so the numbers are those of the whole set.
 
 References: Gong et al., "AST: Audio Spectrogram Transformer", Interspeech
-2021 (accuracy for ESC-50 and Speech Commands, mAP / mAUC / d' for
-AudioSet); Gemmeke et al., "Audio Set", ICASSP 2017 (d').
+2021; Gemmeke et al., "Audio Set", ICASSP 2017 (d').
 """
 
 from __future__ import annotations
@@ -54,11 +49,8 @@ class ScoreCollector:
         targets: torch.Tensor,
         ids: Optional[Sequence[str]] = None,
     ) -> None:
-        """Add a batch: logits [B, C], targets [B, C] or indices [B].
-
-        ``ids`` (one per example) let :meth:`gather` drop examples that
-        several processes evaluated; without them duplicates are kept.
-        """
+        """Add a batch: logits [B, C], targets [B, C] or indices [B], and
+        ``ids`` by which :meth:`gather` drops duplicates (else kept)."""
         if ids is not None and len(ids) != logits.shape[0]:
             raise ValueError(
                 f"{len(ids)} ids for a batch of {logits.shape[0]} logits"
@@ -81,8 +73,7 @@ class ScoreCollector:
 
     def accuracy(self) -> float:
         """Top-1 accuracy against the argmax of the targets."""
-        logits, targets = self.stacked()
-        return accuracy(logits, targets)
+        return accuracy(*self.stacked())
 
     def summary(self, multilabel: bool = False) -> Dict[str, float]:
         """``acc``, plus ``mAP``, ``mAUC``, ``dprime`` and the skipped-class
@@ -103,11 +94,8 @@ class ScoreCollector:
 
     def gather(self) -> ScoreCollector:
         """A collector with every DDP process's examples in rank order,
-        duplicates dropped by id.
-
-        A collective: every process of the group calls it. It returns
-        ``self`` without a group, with one process, or inside SpeechBrain's
-        ``run_on_main`` / ``main_process_only`` (the others cannot answer).
+        duplicates dropped by id. A collective; ``self`` without a group,
+        with one process, or inside ``run_on_main`` / ``main_process_only``.
         """
         if not _collective_possible():
             return self
@@ -118,12 +106,11 @@ class ScoreCollector:
         shapes = [
             t.tolist() for t in _all_gather(torch.tensor(mine, device=device))
         ]
-        cols = {s[1] for s in shapes if s[0] > 0}
-        tcols = {s[2] for s in shapes if s[0] > 0}
-        if len(cols) > 1 or len(tcols) > 1:
+        widths = {tuple(s[1:]) for s in shapes if s[0] > 0}
+        if len(widths) > 1:
             raise ValueError(
-                f"processes collected scores of different widths {cols} / "
-                f"targets {tcols}; expected one model and label set"
+                f"processes collected (scores, targets) of different widths "
+                f"{widths}; expected one model and label set"
             )
         all_ids = [None] * len(shapes)
         dist.all_gather_object(all_ids, self.ids)
@@ -131,7 +118,7 @@ class ScoreCollector:
         n_max = max(s[0] for s in shapes)
         if n_max == 0:
             return out
-        n_cols, t_cols = cols.pop(), tcols.pop()
+        n_cols, t_cols = widths.pop()
         # Each process sends [n_max, logits | targets], zero-padded.
         block = torch.zeros(n_max, n_cols + max(t_cols, 1), device=device)
         if len(lg):
@@ -153,12 +140,9 @@ class ScoreCollector:
 
 
 def mean_over_processes(value: float, weight: float) -> float:
-    """``sum(value * weight) / sum(weight)`` over DDP processes.
-
-    ``value`` is this process's mean (e.g. its validation loss), ``weight``
-    its number of examples. A collective, like :meth:`ScoreCollector.gather`
-    (``value`` itself without a group, with one process or inside
-    ``run_on_main``).
+    """``sum(value * weight) / sum(weight)`` over DDP processes: ``value``
+    is this process's mean (e.g. its validation loss), ``weight`` its number
+    of examples. A collective, like :meth:`ScoreCollector.gather`.
 
     Example
     -------
@@ -178,11 +162,9 @@ def _collective_possible() -> bool:
     """True when every process of a DDP group can take part."""
     if not (dist.is_available() and dist.is_initialized()):
         return False
-    if dist.get_world_size() < 2:
-        return False
     from speechbrain.utils.distributed import ddp_prevent_block
 
-    return not ddp_prevent_block()
+    return dist.get_world_size() > 1 and not ddp_prevent_block()
 
 
 def _comm_device() -> torch.device:
@@ -235,22 +217,17 @@ def _average_precision_1d(s: np.ndarray, y: np.ndarray) -> float:
     # Last position of each run of equal scores: one threshold per run.
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
     tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
-    precision = tp / (tp + fp)
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    precision = tp / (last + 1)  # tp / (tp + fp)
+    return float(np.sum(np.diff(np.r_[0.0, tp / tp[-1]]) * precision))
 
 
 def _roc_auc_1d(s: np.ndarray, y: np.ndarray) -> float:
     """AUC of one class from mid-ranks (Mann-Whitney U / (P * N))."""
     _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    mid_rank = ends - (counts - 1) / 2.0  # 1-based average rank per value
-    ranks = mid_rank[inverse]
+    mid_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based, per value
     n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    u = mid_rank[inverse][y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * (y.size - n_pos)))
 
 
 def average_precision(
@@ -320,10 +297,9 @@ def _mean(values: Sequence[Optional[float]]) -> Tuple[float, int]:
 def tagging_metrics(
     scores: torch.Tensor, targets: torch.Tensor
 ) -> Dict[str, float]:
-    """``mAP``, ``mAUC``, ``dprime`` (from mAUC) of [N, C] scores against
-    multi-hot targets, and the classes left out: ``ap_skipped`` (without a
-    positive) and ``auc_skipped`` (without a positive or a negative). A
-    mean over no class is NaN.
+    """``mAP``, ``mAUC``, ``dprime`` (from mAUC; NaN over no class) of [N, C]
+    scores against multi-hot targets, and the classes left out:
+    ``ap_skipped`` (no positive), ``auc_skipped`` (no positive or negative).
 
     Example
     -------

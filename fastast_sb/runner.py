@@ -1,18 +1,17 @@
 """What every recipe's ``train.py`` does around its own data preparation.
 
 1. :func:`load_run` composes ``dataset.yaml`` + variant + command line,
-   joins the DDP process group when started by ``torchrun``, creates the
-   output folder and saves the resolved YAML there.
+   joins the DDP group under ``torchrun`` and saves the resolved YAML in
+   the output folder.
 2. The recipe prepares its manifests and builds datasets (its only job).
-3. :func:`fit_and_test` builds the :class:`~fastast_sb.brain.FastASTBrain`,
-   trains (resuming from checkpoints), then evaluates the test set for every
-   ``r`` of ``r_sweep`` with the throughput measured in the same run, and
-   writes ``r_sweep.md`` / ``r_sweep.csv`` / ``test_metrics.json``.
+3. :func:`fit_and_test` trains a :class:`~fastast_sb.brain.FastASTBrain`
+   (resuming from checkpoints), then tests every ``r`` of ``r_sweep`` with
+   the throughput measured in the same run (``r_sweep.md`` / ``.csv``,
+   ``test_metrics.json``).
 
-Under DDP (``torchrun --nproc_per_node=N``) every process trains on its
-share of the data, validation is split between the processes and its
-scores gathered (:class:`~fastast_sb.samplers.EvalShardSampler`), and the
-test sweep runs on the main process only (the throughput needs one process).
+Under DDP each process trains on its share, validation is sharded
+(:class:`~fastast_sb.samplers.EvalShardSampler`) and gathered, and the test
+sweep runs on the main process only (the throughput needs one process).
 """
 
 from __future__ import annotations
@@ -44,14 +43,8 @@ PathLike = Union[str, Path]
 def load_run(
     argv: Sequence[str], dataset_yaml: PathLike
 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Parse ``train.py VARIANT.yaml [--key=value ...]`` and load hparams.
-
-    Returns
-    -------
-    hparams : dict
-        Loaded objects.
-    run_opts : dict
-        SpeechBrain run options (device, debug, precision, ...).
+    """Parse ``train.py VARIANT.yaml [--key=value ...]``; return the loaded
+    hparams and SpeechBrain's run options (device, debug, precision, ...).
     """
     variant_file, run_opts, overrides_text = sb.parse_arguments(list(argv))
     overrides = load_hyperpyyaml(overrides_text) if overrides_text else {}
@@ -129,19 +122,19 @@ def fit_and_test(
     sets : dict
         ``train``, ``valid`` and ``test`` datasets.
     metric : str
-        Key of the Brain's evaluation metrics reported in the table; the
-        best checkpoint is the one with its highest validation value.
+        Evaluation metric of the table; its best validation value picks the
+        checkpoint.
     feature_augment : callable, optional
-        Passed to :class:`~fastast_sb.brain.FastASTBrain`; by default the
-        hparams' ``feature_augment`` (if any).
+        For the Brain; the hparams' ``feature_augment`` by default.
 
     Returns
     -------
     dict
-        ``rows`` (the sweep), ``paths`` (tables), ``output_folder`` and
-        ``brain``.
+        ``rows`` (the sweep), ``paths``, ``output_folder`` and ``brain``.
     """
     load_pretrained(hparams)
+    if feature_augment is None:
+        feature_augment = hparams.get("feature_augment")
     brain = FastASTBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -149,11 +142,7 @@ def fit_and_test(
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
         teacher=hparams["teacher"],
-        feature_augment=(
-            feature_augment
-            if feature_augment is not None
-            else hparams.get("feature_augment")
-        ),
+        feature_augment=feature_augment,
         ckpt_metric=metric,
     )
     which = hparams["test_checkpoint"]
@@ -200,7 +189,6 @@ def fit_and_test(
     out = Path(hparams["output_folder"])
 
     def sweep() -> Tuple[List[Dict[str, Any]], Dict[str, str]]:
-        rows: List[Dict[str, Any]] = []
         paths: Dict[str, str] = {}
         model = unwrap(brain.modules.embedding_model)
         if isinstance(model, AST):
@@ -237,13 +225,8 @@ def recipe_main(
     run: Callable[[Sequence[str]], Any],
     argv: Optional[Sequence[str]] = None,
 ) -> int:
-    """Command line of a recipe: data problems print one clear line.
-
-    Returns
-    -------
-    int
-        0 on success, 1 when the data cannot be used.
-    """
+    """Command line of a recipe: returns 0, or 1 when the data cannot be
+    used (a :class:`DataError`, printed as one clear line)."""
     try:
         run(sys.argv[1:] if argv is None else argv)
     except DataError as err:

@@ -1,18 +1,14 @@
 """Samplers: label-balanced training draws and DDP evaluation shards.
 
 * :class:`LabelBalancedSampler` draws training examples with replacement,
-  each with a weight that grows as its labels get rarer: example ``i`` with
-  label set ``Y_i`` gets ``w_i = sum_{c in Y_i} 1 / (n_c + smoothing)``,
-  ``n_c`` being the number of training examples of class ``c``. This is the
-  idea of the class-balanced sampling used for the full (unbalanced)
-  AudioSet in PSLA (Gong et al., IEEE/ACM TASLP 2021) and AST; written from
-  that description.
+  example ``i`` with label set ``Y_i`` weighted by
+  ``sum_{c in Y_i} 1 / (n_c + smoothing)`` (``n_c``: training examples of
+  class ``c``), the class-balanced sampling of the full AudioSet in PSLA
+  (Gong et al., IEEE/ACM TASLP 2021) and AST, written from that description.
 * :class:`EvalShardSampler` gives each DDP process every ``world``-th index
-  of an evaluation set, starting at its rank, with no padding: every
-  example is evaluated exactly once across the processes, so gathered
-  metrics (:meth:`fastast_sb.metrics.ScoreCollector.gather`) are exact.
-  (PyTorch's ``DistributedSampler`` pads the last shard with repeated
-  examples.)
+  of an evaluation set from its rank, without the padding of PyTorch's
+  ``DistributedSampler``: each example is evaluated once, so gathered
+  metrics are exact.
 """
 
 from __future__ import annotations
@@ -50,11 +46,10 @@ def label_balanced_weights(
 class LabelBalancedSampler(Sampler):
     """Draw ``num_samples`` indices with replacement, rare labels favoured.
 
-    The draws come from torch's global random generator, which
-    :class:`~fastast_sb.brain.FastASTBrain` reseeds from (seed, epoch) at the
-    start of every training epoch: an interrupted run resumes with the same
-    draws, and all DDP processes draw the same list before SpeechBrain's
-    ``DistributedSamplerWrapper`` hands each its share.
+    Draws come from torch's global generator, which
+    :class:`~fastast_sb.brain.FastASTBrain` reseeds from (seed, epoch) each
+    training epoch: a resumed run repeats them, and all DDP processes draw
+    the same list before ``DistributedSamplerWrapper`` shares it out.
 
     Arguments
     ---------
@@ -98,13 +93,9 @@ class LabelBalancedSampler(Sampler):
 class EvalShardSampler(Sampler):
     """This process's share of an evaluation set: ``range(rank, n, world)``.
 
-    Arguments
-    ---------
-    data_source : sized
-        The dataset (only its length is used).
-    rank, num_replicas : int, optional
-        Taken from the initialised ``torch.distributed`` group by default
-        (rank 0 of 1 without one).
+    Only the length of ``data_source`` is used; ``rank`` and
+    ``num_replicas`` come from the ``torch.distributed`` group by default
+    (rank 0 of 1 without one).
 
     Example
     -------

@@ -1,11 +1,10 @@
 """AST's learning-rate schedule as a pure function of epoch and step.
 
 AST (Gong et al., 2021) keeps the base rate for the first epochs, then
-multiplies it by ``decay_factor`` every ``decay_every`` epochs (PyTorch
-``MultiStepLR`` with milestones ``range(decay_start, ..., decay_every)``,
-stepped after each epoch); AudioSet adds a linear warm-up over the first
-optimiser steps. Being a pure function of (epoch, step), it needs no state
-of its own in a checkpoint, so resumed runs follow it exactly.
+multiplies it by ``decay_factor`` every ``decay_every`` epochs (``MultiStepLR``
+with milestones ``range(decay_start, ..., decay_every)``); AudioSet adds a
+linear warm-up. A pure function of (epoch, step) needs no checkpointed
+state, so resumed runs follow it exactly.
 """
 
 from __future__ import annotations
@@ -61,10 +60,7 @@ class ASTLRSchedule:
 
     def __call__(self, epoch: int, step: int) -> float:
         """Rate for a batch of ``epoch`` (1-based) at optimiser ``step``."""
-        finished = epoch - 1
-        decays = 0
-        if finished >= self.decay_start:
-            decays = (finished - self.decay_start) // self.decay_every + 1
+        decays = max(0, (epoch - 1 - self.decay_start) // self.decay_every + 1)
         lr = self.lr * self.decay_factor**decays
         if self.warmup_steps > 0 and step < self.warmup_steps:
             lr *= (step + 1) / self.warmup_steps

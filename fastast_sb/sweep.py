@@ -1,9 +1,7 @@
 """The r sweep of FastAST's Table 1: accuracy and speed per merge schedule.
 
-After training, each schedule is applied at inference only (the trained
-weights are unchanged) and evaluated on the test set; throughput is timed
-round-robin in the same run, so the speed-up is a ratio of numbers taken
-seconds apart on the same machine.
+After training, each schedule is applied at inference only and evaluated on
+the test set; throughput is timed round-robin in the same run.
 """
 
 from __future__ import annotations
@@ -35,12 +33,9 @@ def r_sweep(
     batch_size: int = 8,
     repeats: int = 3,
 ) -> List[Dict[str, object]]:
-    """Evaluate and time the trained ``model`` at each schedule.
-
-    ``evaluate(r)`` returns the test metric with merging ``r``; the first
-    schedule (normally 0) is the reference for drop and speed-up;
-    ``batch_size`` and ``repeats`` set the throughput measurement. One row
-    per schedule, the columns of :data:`SWEEP`.
+    """One row (the columns of :data:`SWEEP`) per schedule of the trained
+    ``model``: ``evaluate(r)`` returns the test metric with merging ``r``,
+    the first schedule (normally 0) is the reference for drop and speed-up.
 
     Example
     -------
@@ -55,6 +50,7 @@ def r_sweep(
     rows: List[Dict[str, object]] = []
     for r, sps in zip(r_values, speeds):
         metric = float(evaluate(r))
+        ref = float(rows[0]["metric"]) if rows else metric
         counts = token_counts(model.num_tokens, model.schedule(r))
         rows.append(
             {
@@ -63,13 +59,9 @@ def r_sweep(
                 "samples_per_s": sps,
                 "flop_ratio": model.flops(0) / model.flops(r),
                 "final_tokens": counts[-1],
+                "drop": ref - metric,
+                "speedup": float(sps) / float(speeds[0]),
             }
-        )
-    ref = rows[0]
-    for row in rows:
-        row["drop"] = float(ref["metric"]) - float(row["metric"])
-        row["speedup"] = float(row["samples_per_s"]) / float(
-            ref["samples_per_s"]
         )
     return rows
 

@@ -1,10 +1,8 @@
 """FastAST's Table 1 as markdown and CSV: one writer for every layout.
 
-A layout is a list of :class:`Column`; :func:`format_markdown`,
-:func:`write_csv` and :func:`write_table` write any layout. The r sweep
-after training (:data:`fastast_sb.sweep.SWEEP`: accuracy, drop, samples/s,
-speed-up, FLOP ratio, tokens out) and ``python -m fastast_sb.benchmark``
-(:func:`fastast_sb.benchmark.report.benchmark_layout`) share it.
+A layout is a list of :class:`Column`. The r sweep after training
+(:data:`fastast_sb.sweep.SWEEP`) and ``python -m fastast_sb.benchmark`` share
+these writers.
 
 Reference: S. R. Behera et al., "FastAST: Accelerating Audio Spectrogram
 Transformer via Token Merging and Cross-Model Knowledge Distillation",

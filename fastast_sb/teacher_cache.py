@@ -1,28 +1,25 @@
 """Teacher logits computed once per training clip and reused every epoch.
 
-Without augmentation the teacher's output for a clip never changes, so
+Without augmentation a clip's teacher output never changes, so
 ``teacher_cache: True`` makes :func:`fastast_sb.runner.fit_and_test` build a
-:class:`TeacherLogitCache` over the training set (clean audio, the
-evaluation front end) and the Brain look logits up by example id instead of
-running the teacher on every batch. Feature augmentation (SpecAugment)
-makes the teaching of a feature-reading teacher inconsistent (a warning
-says so); a waveform teacher (the MobileNet) never sees it, so its cache
-stays exact. Mixup is refused: cached logits of two clips cannot be mixed.
+:class:`TeacherLogitCache` over the training set (clean audio, evaluation
+front end) that the Brain reads by example id instead of running the
+teacher. Feature augmentation (SpecAugment) makes a feature-reading
+teacher's cache inconsistent (with a warning); a waveform teacher (the
+MobileNet) never sees it. Mixup is refused: cached logits cannot be mixed.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence, Union
+from typing import Any, Dict, Mapping, Sequence
 
 import torch
 
-from fastast_sb.checkpoint import read_checkpoint
+from fastast_sb.checkpoint import PathLike, read_checkpoint
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, Path]
 
 
 class TeacherLogitCache:
@@ -48,9 +45,6 @@ class TeacherLogitCache:
         self.logits = dict(logits)
         self.source = str(source)
 
-    def __len__(self) -> int:
-        return len(self.logits)
-
     def __call__(self, ids: Sequence[str], device: Any = "cpu") -> torch.Tensor:
         """Stacked logits ``[B, C]`` of ``ids``, on ``device``."""
         missing = [i for i in ids if i not in self.logits]
@@ -64,8 +58,7 @@ class TeacherLogitCache:
 
     def save(self, path: PathLike) -> None:
         """Write the cache (atomically) to ``path``."""
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
+        tmp = Path(path).with_suffix(".tmp")
         torch.save({"source": self.source, "logits": self.logits}, tmp)
         tmp.replace(path)
 
@@ -77,37 +70,26 @@ class TeacherLogitCache:
 
     @classmethod
     def build(
-        cls,
-        brain: Any,
-        dataset: Any,
-        loader_kwargs: Dict[str, Any],
-        source: str,
+        cls, brain: Any, dataset: Any, loader_opts: Dict[str, Any], source: str
     ) -> TeacherLogitCache:
-        """Run ``brain.teacher`` once over ``dataset`` (no augmentation).
-
-        The teacher gets what it gets in training, minus augmentation: the
-        clean waveform, or the normalised features of the evaluation front
-        end (``compute_features`` -> ``mean_var_norm``). Clips go one at a
-        time, so no logit depends on the padding of a batch.
-        """
+        """Run ``brain.teacher`` once over ``dataset``, one clip at a time
+        (no logit depends on batch padding), on its training input minus
+        augmentation: the clean waveform, or ``compute_features`` ->
+        ``mean_var_norm`` features."""
         import speechbrain as sb
 
-        kwargs = {
-            k: v
-            for k, v in loader_kwargs.items()
-            if k in ("num_workers", "pin_memory")
-        }
+        keep = ("num_workers", "pin_memory")
+        kwargs = {k: v for k, v in loader_opts.items() if k in keep}
         loader = sb.dataio.dataloader.make_dataloader(
             dataset, batch_size=1, shuffle=False, **kwargs
         )
-        modules = brain.modules
         logits: Dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for batch in loader:
                 batch = batch.to(brain.device)
                 wavs, lens = batch.sig
-                feats = modules.compute_features(wavs, lens)
-                feats = modules.mean_var_norm(feats, lens)
+                feats = brain.modules.compute_features(wavs, lens)
+                feats = brain.modules.mean_var_norm(feats, lens)
                 out = brain.teacher(wavs, lens, feats).float().cpu()
                 logits.update(zip(batch.id, out))
         logger.info("cached teacher logits for %d clips", len(logits))
@@ -119,11 +101,9 @@ def check_augmentation(
 ) -> None:
     """Refuse mixup and warn about other augmentation with cached logits.
 
-    SpecAugment and ``feature_augment`` change the features only: a teacher
-    that reads the waveform (``teacher_input="wavs"``) gets the same input
-    with or without them, so its cached logits stay consistent. A
-    ``time_shift`` changes the waveform itself and is warned about for
-    every teacher.
+    SpecAugment and ``feature_augment`` change the features only, so the
+    cached logits of a waveform teacher (``teacher_input="wavs"``) stay
+    consistent; a ``time_shift`` changes the waveform: warned for all.
 
     Example
     -------

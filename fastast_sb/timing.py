@@ -1,11 +1,10 @@
 """Timing protocol: warm-up, device sync, median, round-robin interleaving.
 
 Fixed input shape, warm-up calls discarded, device synchronised after each
-call, median over repeats. Configurations compared with each other are
-timed round-robin (one call of each per round), so the slow phases of a
-shared, noisy machine hit all of them alike, and speed-ups are medians of
-per-round ratios: numbers measured seconds apart in the same run, never
-absolute times compared across runs.
+call, median over repeats. Compared configurations are timed round-robin
+(one call of each per round), so a noisy machine's slow phases hit all
+alike; speed-ups are medians of per-round ratios, never absolute times
+compared across runs.
 """
 
 from __future__ import annotations
@@ -50,10 +49,8 @@ def device_name(device: torch.device) -> str:
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
+            models = [x for x in f if x.startswith("model name")]
+        name = models[0].split(":", 1)[1].strip() if models else name
     except OSError:
         pass
     return f"{name}, {os.cpu_count()} logical CPUs"
@@ -69,15 +66,7 @@ def time_fn(
     >>> time_fn(lambda: None, torch.device("cpu")) >= 0
     True
     """
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+    (times,) = interleaved_times([fn], device, warmup, repeats)
     return statistics.median(times)
 
 
@@ -87,10 +76,8 @@ def interleaved_times(
     warmup: int = 1,
     repeats: int = 3,
 ) -> List[List[float]]:
-    """``times[i][k]``: seconds of function i in round k, round-robin.
-
-    Each function gets ``warmup`` discarded calls first; then each of the
-    ``repeats`` rounds times every function once, in turn.
+    """``times[i][k]``: seconds of function i in round k, round-robin
+    (after ``warmup`` discarded calls of each).
 
     Example
     -------
@@ -109,7 +96,10 @@ def interleaved_times(
     times: List[List[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            times[i].append(time_fn(fn, device, warmup=0, repeats=1))
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[i].append(time.perf_counter() - start)
     return times
 
 
@@ -124,18 +114,16 @@ def paired_speedups(
     [1.0, 2.0]
     """
     base = times[ref]
-    out = []
     for i, row in enumerate(times):
-        if i == ref:
-            out.append(1.0)
-            continue
         if len(row) != len(base):
             raise ValueError(
                 f"configuration {i} has {len(row)} rounds, the reference "
                 f"has {len(base)}; expected equal counts"
             )
-        out.append(statistics.median(b / t for b, t in zip(base, row)))
-    return out
+    return [
+        1.0 if i == ref else statistics.median(b / t for b, t in zip(base, row))
+        for i, row in enumerate(times)
+    ]
 
 
 def autocast_for(
@@ -223,10 +211,8 @@ def inference_step(
     dtype: Optional[torch.dtype] = None,
     head: Optional[nn.Module] = None,
 ) -> Step:
-    """One forward pass of an AST (eval mode) on [B, T, F] ``feats``.
-
-    ``r`` is the merge schedule of the call (the model's own if ``None``);
-    ``head``, if given, maps the pooled embedding to logits.
+    """One forward pass of an AST (eval mode) on [B, T, F] ``feats`` with
+    merge schedule ``r`` (the model's own if ``None``), then ``head``.
 
     Example
     -------
@@ -250,11 +236,9 @@ def schedule_steps(
     labels: Optional[torch.Tensor] = None,
     dtype: Optional[torch.dtype] = None,
 ) -> List[Step]:
-    """One step per schedule: inference, or training steps with ``labels``.
-
-    Inference runs ``model`` and ``head`` ([B, 1, D] -> [B, 1, C]) in eval
-    mode; training steps (:func:`optimizer_step`, one Adam) run train-mode
-    copies, so ``model`` and ``head`` stay untouched.
+    """One step per schedule: inference (``model`` and ``head``, eval mode,
+    [B, 1, C] out), or with ``labels`` :func:`optimizer_step` on train-mode
+    copies (one Adam), leaving ``model`` and ``head`` untouched.
 
     Example
     -------
@@ -287,10 +271,8 @@ def interleaved_throughput(
     repeats: int = 3,
     dtype: Optional[torch.dtype] = None,
 ) -> List[float]:
-    """Samples per second of ``model`` at each schedule, timed round-robin.
-
-    The model is timed in eval mode (its mode is restored); the median
-    per schedule is reported.
+    """Median samples per second of ``model`` (in eval mode, its mode
+    restored after) at each schedule, timed round-robin.
 
     Example
     -------

@@ -1,12 +1,10 @@
 """Merged-token groups drawn over the log-mel spectrogram (PNG).
 
 Runs an AST with source tracing and draws the groups of
-:mod:`fastast_sb.tome.groups` over the spectrogram, one semi-transparent
-colour and a white outline per group (ToMe's Fig. 4, Bolya et al., ICLR
-2023; FastAST, Behera et al., Interspeech 2024, for audio).
-
-Command line (``--preset tiny`` instead of ``--checkpoint``: random
-weights, a demonstration of the mechanics only)::
+:mod:`fastast_sb.tome.groups`, one translucent colour and a white outline
+each (ToMe's Fig. 4, Bolya et al., ICLR 2023; FastAST, Behera et al.,
+Interspeech 2024). Command line (``--preset tiny`` instead of
+``--checkpoint``: random weights, a demonstration only)::
 
     python -m fastast_sb.visualize clip.ogg --checkpoint ast.pt \\
         --r 16 --out merged.png [--target-length 512] [--norm esc50]
@@ -46,9 +44,7 @@ def _colours(cells: torch.Tensor, alpha: float):
     ids, inverse = torch.unique(cells, return_inverse=True)
     hues = (np.arange(len(ids)) * _HUE_STEP) % 1.0
     hsv = np.stack([hues, np.full_like(hues, 0.8), np.ones_like(hues)], 1)
-    palette = np.concatenate(
-        [hsv_to_rgb(hsv), np.full((len(ids), 1), alpha)], 1
-    )
+    palette = np.c_[hsv_to_rgb(hsv), np.full(len(ids), alpha)]  # [G, 4]
     return palette[inverse.numpy()]
 
 
@@ -66,15 +62,13 @@ def plot_merge_groups(
 ) -> Path:
     """Draw the merged-token groups over the spectrogram; write a PNG.
 
-    Frequency up (mel bin 0 at the bottom), time to the right; each group
-    one colour of opacity ``alpha`` and a white outline. Uses matplotlib's
-    Agg canvas directly (no pyplot, no global backend).
-
-    ``fbank`` is the [T, F] log-mel spectrogram (or [1, T, F]), ``source``
-    the last block's [N_out, N_in] source map of this example, with
-    ``num_prefix`` leading non-patch tokens (CLS, DIST); ``patch``,
-    ``fstride`` and ``tstride`` are the model's. ``title`` defaults to the
-    token counts. Returns ``out_path`` (parent folders are created).
+    Mel bin 0 at the bottom, time to the right; each group one colour of
+    opacity ``alpha`` and a white outline (matplotlib's Agg canvas, no
+    pyplot). ``fbank`` is the [T, F] (or [1, T, F]) log-mel spectrogram,
+    ``source`` this example's [N_out, N_in] source map with ``num_prefix``
+    leading non-patch tokens; ``patch``, ``fstride``, ``tstride`` are the
+    model's; ``title`` defaults to the token counts. Returns ``out_path``
+    (parent folders are created).
 
     Example
     -------
@@ -116,23 +110,19 @@ def plot_merge_groups(
     shown = {"origin": "lower", "aspect": "auto", "interpolation": "nearest"}
     shown["extent"] = (0, num_frames, 0, num_bins)
     spec = fbank.detach().float().cpu().T  # [F, T]
-    low, high = torch.quantile(spec.flatten(), torch.tensor([0.02, 0.995]))
-    gray = {"cmap": "gray", "vmin": float(low), "vmax": float(high)}
-    ax.imshow(spec.numpy(), **gray, **shown)
+    q = torch.tensor([0.02, 0.995])
+    low, high = torch.quantile(spec.flatten(), q).tolist()
+    ax.imshow(spec.numpy(), cmap="gray", vmin=low, vmax=high, **shown)
     ax.imshow(_colours(cells, alpha), **shown)
     segments = boundaries(groups, fmap, tmap)
     ax.add_collection(LineCollection(segments, colors="white", linewidths=0.7))
-    ax.set_xlim(0, num_frames)
-    ax.set_ylim(0, num_bins)
-    ax.set_xlabel("frame (10 ms)")
-    ax.set_ylabel("mel bin")
+    ax.set(xlim=(0, num_frames), ylim=(0, num_bins), xlabel="frame (10 ms)")
     num_groups = int(torch.unique(groups).numel())
-    if title is None:
-        title = (
-            f"{num_groups} merged tokens from {grid[0] * grid[1]} patches "
-            f"(grid {grid[0]} x {grid[1]})"
-        )
-    ax.set_title(title)
+    default = (
+        f"{num_groups} merged tokens from {grid[0] * grid[1]} patches "
+        f"(grid {grid[0]} x {grid[1]})"
+    )
+    ax.set(ylabel="mel bin", title=default if title is None else title)
     fig.tight_layout()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,22 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_help = "AST checkpoint (ours, original AST or Hugging Face)"
     model.add_argument("--checkpoint", type=Path, help=ckpt_help)
     preset_help = "random weights instead of a checkpoint (a demonstration)"
-    model.add_argument(
-        "--preset", choices=["tiny", "small", "base"], help=preset_help
-    )
-    parser.add_argument(
-        "--r",
-        type=schedule_arg,
-        default=None,
-        help=f"merge schedule: {FORMS} (default: the model's own)",
-    )
+    presets = ["tiny", "small", "base"]
+    model.add_argument("--preset", choices=presets, help=preset_help)
+    r_help = f"merge schedule: {FORMS} (default: the model's own)"
+    add("--r", type=schedule_arg, default=None, help=r_help)
     add("--out", type=Path, default=Path("merged.png"))
     t_help = "frames T (default: the checkpoint's, or the clip's length)"
     add("--target-length", type=int, help=t_help)
     norm_help = "dataset statistics for the feature normalisation"
-    add(
-        "--norm", choices=sorted(NORM_STATS), default="audioset", help=norm_help
-    )
+    norms = sorted(NORM_STATS)
+    add("--norm", choices=norms, default="audioset", help=norm_help)
     add("--depth", type=int, default=12, help="with --preset")
     add("--seed", type=int, default=0, help="with --preset")
     return parser

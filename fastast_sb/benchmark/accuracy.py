@@ -2,10 +2,10 @@
 
 FastAST's Table 1 columns: the same weights with merging at inference only,
 and (a second checkpoint) a model trained with merging. A checkpoint is a
-model folder (:mod:`fastast_sb.inference.folder`) or a recipe run folder,
-exported to a temporary model folder first; the features go through the
-model's own ``compute_features`` and ``mean_var_norm``. The evaluation set
-is a recipe manifest (CSV with ``ID``, ``duration``, ``wav``, ``label``).
+model folder (:mod:`fastast_sb.inference.folder`) or a recipe run folder
+(exported to a temporary model folder first); features go through the
+model's own front end. The evaluation set is a recipe manifest (CSV with
+``ID``, ``duration``, ``wav``, ``label``).
 
 Reference: S. R. Behera et al., "FastAST: Accelerating Audio Spectrogram
 Transformer via Token Merging and Cross-Model Knowledge Distillation",
@@ -55,9 +55,8 @@ def is_run_folder(path: PathLike) -> bool:
 
 
 def load_classifier(path: PathLike, device: str = "cpu"):
-    """An :class:`~fastast_sb.inference.tagger.AudioTagger` on ``device``.
-
-    ``path`` is a model folder or a recipe run folder (exported first).
+    """An :class:`~fastast_sb.inference.tagger.AudioTagger` on ``device``
+    from a model folder or a recipe run folder (exported first).
 
     Example
     -------
@@ -67,29 +66,18 @@ def load_classifier(path: PathLike, device: str = "cpu"):
     ...
     FileNotFoundError: ... is neither a model folder ...
     """
-    from speechbrain.utils.fetching import FetchConfig
-
     from fastast_sb.inference.export import export_run
     from fastast_sb.inference.tagger import AudioTagger
 
     path = Path(path)
-
-    def load(folder: Path) -> AudioTagger:
-        return AudioTagger.from_hparams(
-            source=str(folder),
-            savedir=None,
-            run_opts={"device": device},
-            fetch_config=FetchConfig(allow_network=False),
-        )
-
     if is_run_folder(path):
         with tempfile.TemporaryDirectory() as tmp:
             folder = export_run(path, Path(tmp) / "model")
-            return load(folder)
+            return AudioTagger.from_folder(folder, device)
     if (path / "hyperparams.yaml").is_file() and (
         path / "embedding_model.ckpt"
     ).is_file():
-        return load(path)
+        return AudioTagger.from_folder(path, device)
     raise FileNotFoundError(
         f"{path} is neither a model folder (hyperparams.yaml + "
         "embedding_model.ckpt) nor a recipe run folder (hyperparams.yaml + "
@@ -111,11 +99,9 @@ def default_manifest(path: PathLike) -> Optional[Path]:
 
 
 def load_eval_set(tagger, manifest: PathLike) -> EvalSet:
-    """Features and targets of every clip of a manifest.
-
-    ``tagger`` gives the frontend, the label encoder and ``multilabel``;
-    the manifest has ``wav`` and ``label`` columns (``;``-joined labels
-    for multi-label data).
+    """Features and targets of every clip of a manifest (``wav`` and
+    ``label`` columns, ``;``-joined labels for multi-label data), with the
+    front end, label encoder and ``multilabel`` of ``tagger``.
 
     Example
     -------
@@ -140,15 +126,14 @@ def load_eval_set(tagger, manifest: PathLike) -> EvalSet:
             f"manifest {manifest} lacks columns {sorted(missing)}; expected "
             "ID, duration, wav, label"
         )
-    encoder = tagger.hparams.label_encoder
-    frontend = tagger.mods.compute_features
-    norm = tagger.mods.mean_var_norm
+    encoder, mods = tagger.hparams.label_encoder, tagger.mods
     feats: List[torch.Tensor] = []
     targets: List[torch.Tensor] = []
     with torch.no_grad():
         for row in rows:
             wav = load_audio(row["wav"], tagger.sample_rate)[None]  # [1, S]
-            feats.append(norm(frontend(wav))[0].cpu())  # [T, F]
+            fbank = mods.mean_var_norm(mods.compute_features(wav))
+            feats.append(fbank[0].cpu())  # [T, F]
             targets.append(
                 targets_from_labels(row["label"], encoder, tagger.multilabel)
             )
@@ -163,8 +148,7 @@ def evaluate(
     batch_size: int = 8,
     dtype: Optional[torch.dtype] = None,
 ) -> Tuple[str, float]:
-    """``("acc", value)`` (single-label) or ``("mAP", value)`` at ``r``.
-
+    """``("acc", value)`` (single-label) or ``("mAP", value)`` at ``r``,
     ``batch_size`` clips per forward pass, autocast to ``dtype``.
 
     Example
@@ -202,11 +186,9 @@ def add_metrics(
     batch_size: int = 16,
     dtype: Optional[torch.dtype] = None,
 ) -> str:
-    """Write ``metric_inf`` (and ``metric_train_inf``) per schedule into rows.
-
-    ``tagger`` is the model with merging at inference only, ``train_inf``
-    the same architecture trained with merging; both are evaluated on
-    ``manifest`` at each of ``specs``. Returns the metric name.
+    """Write ``metric_inf`` (``tagger``, merging at inference only) and
+    ``metric_train_inf`` (``train_inf``, trained with merging) on
+    ``manifest`` at each of ``specs`` into rows; returns the metric name.
 
     Example
     -------
@@ -222,22 +204,21 @@ def add_metrics(
     if train_inf is not None:
         a, b = tagger.mods.embedding_model, train_inf.mods.embedding_model
         keys = ("input_tdim", "embed_dim", "depth", "num_heads", "num_tokens")
-        diff = [k for k in keys if getattr(a, k) != getattr(b, k)]
+        diff = [
+            f"{k} ({getattr(b, k)} vs {getattr(a, k)})"
+            for k in keys
+            if getattr(a, k) != getattr(b, k)
+        ]
         if diff:
             raise ValueError(
                 "the Train+Inf model (--train-inf-checkpoint) differs from "
-                "the Inf model (--checkpoint) in "
-                + ", ".join(
-                    f"{k} ({getattr(b, k)} vs {getattr(a, k)})" for k in diff
-                )
-                + "; expected the same architecture"
+                f"the Inf model (--checkpoint) in {', '.join(diff)}; "
+                "expected the same architecture"
             )
         taggers["metric_train_inf"] = train_inf
     data = load_eval_set(tagger, manifest)
     names = {}
-    for key, model in taggers.items():
+    for key, clf in taggers.items():
         for spec, row in zip(specs, rows):
-            names[key], row[key] = evaluate(
-                model, data, spec, batch_size, dtype
-            )
+            names[key], row[key] = evaluate(clf, data, spec, batch_size, dtype)
     return names["metric_inf"]

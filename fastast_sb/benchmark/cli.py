@@ -1,12 +1,11 @@
 """``python -m fastast_sb.benchmark``: FastAST's Table 1 on this machine.
 
-For one model (preset or checkpoint) and input length, batch, device,
-dtype and threads, per merge schedule: tokens per block, analytic GFLOPs
-and FLOP ratio, measured samples/s and speed-up against r = 0 (same run,
-round-robin, median of per-round ratios). ``--mode train`` times training
-steps, ``--compare-hf`` transformers' ``ASTForAudioClassification`` (SDPA)
-in the same rounds; ``--checkpoint`` adds accuracy / mAP per schedule,
-``--train-inf-checkpoint`` that of a model trained with merging::
+Per merge schedule of one model, input length, batch, device, dtype and
+thread count: tokens per block, analytic GFLOPs and FLOP ratio, samples/s
+and speed-up against r = 0 (same run, round-robin, median of per-round
+ratios). ``--mode train`` times training steps, ``--compare-hf`` HF's
+``ASTForAudioClassification`` in the same rounds; ``--checkpoint`` and
+``--train-inf-checkpoint`` add accuracy / mAP per schedule::
 
     python -m fastast_sb.benchmark --preset base --tdim 512 --batch 8 \\
         --r 0 8 16 32 flops:0.5 --compare-hf --out bench/
@@ -87,9 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_help = "model or run folder: accuracy / mAP per r (merging at test)"
     add("--checkpoint", help=ckpt_help)
     add("--train-inf-checkpoint", help="that model trained with merging")
-    data_help = (
-        "manifest CSV: ID, duration, wav, label (default: run's test.csv)"
-    )
+    data_help = "CSV: ID, duration, wav, label (default: the run's test.csv)"
     add("--data", help=data_help)
     num("--eval-batch", default=16, help="clips per pass when evaluating")
     num("--classes", default=527, help="classifier outputs (no --checkpoint)")
@@ -99,15 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class BenchmarkResult:
-    """What one benchmark run measured.
-
-    ``rows``: one per schedule, the columns of
-    :func:`~fastast_sb.benchmark.report.benchmark_layout` and ``counts``;
-    ``meta``: the configuration and the machine; ``hf`` (``--compare-hf``):
-    transformers' ``samples_per_s`` and ``ratio`` (ours at r = 0 over HF,
-    median of per-round ratios); ``markdown``: the report as printed;
-    ``paths``: the files written (``--out``).
-    """
+    """One benchmark run: ``rows`` (per schedule, the columns of
+    :func:`~fastast_sb.benchmark.report.benchmark_layout` and ``counts``),
+    ``meta`` (configuration, machine), ``hf`` (``--compare-hf``: HF's
+    ``samples_per_s``, ``ratio`` of ours at r = 0 over HF), ``markdown``
+    (as printed) and ``paths`` (the files written, ``--out``)."""
 
     rows: List[Row]
     meta: Dict[str, Any]
@@ -120,11 +113,11 @@ def _parse(argv: List[str]) -> Tuple[argparse.Namespace, Any]:
     """Parsed and checked arguments (``args.device`` a torch.device)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("batch", "repeats", "eval_batch", "classes"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.warmup < 0:
-        parser.error("--warmup must be >= 0")
+    lows = {"warmup": 0, "threads": 1, "cpu_batch_tokens": 0}
+    for name in ("batch", "repeats", "eval_batch", "classes", *lows):
+        value, low = getattr(args, name), lows.get(name, 1)
+        if value is not None and value < low:
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}")
     if args.train_inf_checkpoint and not args.checkpoint:
         parser.error("--train-inf-checkpoint needs --checkpoint")
     if args.data and not args.checkpoint:
@@ -135,10 +128,6 @@ def _parse(argv: List[str]) -> Tuple[argparse.Namespace, Any]:
         parser.error(f"--device {args.device}: {err}")
     if args.device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be >= 1")
-    if args.cpu_batch_tokens is not None and args.cpu_batch_tokens < 0:
-        parser.error("--cpu-batch-tokens must be >= 0")
     if args.checkpoint is not None and (
         args.tdim is not None or args.preset is not None
     ):
@@ -160,13 +149,10 @@ def _build(args: argparse.Namespace):
         model, head = tagger.mods.embedding_model, tagger.mods.classifier
     else:
         torch.manual_seed(0)
-        kwargs: Dict[str, Any] = {
-            "input_tdim": 512 if args.tdim is None else args.tdim,
-            "preset": args.preset or "base",
-        }
-        if args.depth is not None:
-            kwargs["depth"] = args.depth
-        model = AST(**kwargs).to(args.device).eval()
+        tdim = 512 if args.tdim is None else args.tdim
+        depth = {} if args.depth is None else {"depth": args.depth}
+        model = AST(tdim, preset=args.preset or "base", **depth)
+        model = model.to(args.device).eval()
         head = ASTHead(model.embed_dim, args.classes).to(args.device).eval()
         tagger = None
     if args.cpu_batch_tokens is not None:
@@ -216,24 +202,24 @@ def _add_metrics(
             "--checkpoint needs --data (a manifest CSV), or a run folder "
             "holding test.csv"
         )
-    other = None
-    if args.train_inf_checkpoint is not None:
-        other = accuracy.load_classifier(
-            args.train_inf_checkpoint, str(args.device)
-        )
+    other = args.train_inf_checkpoint
+    if other is not None:
+        other = accuracy.load_classifier(other, str(args.device))
     return accuracy.add_metrics(
         rows, specs, tagger, manifest, other, args.eval_batch, dtype
     )
 
 
-def _steps(
+def _time(
     args: argparse.Namespace,
     model: AST,
     head: torch.nn.Module,
     specs: List[Any],
+    rows: List[Row],
     dtype: Optional[torch.dtype],
-) -> List[Any]:
-    """One callable per schedule, then HF's when asked for."""
+) -> Optional[Dict[str, float]]:
+    """Time a step per schedule (then HF's, if asked for): samples/s and
+    speed-ups into ``rows``; HF's numbers, if timed."""
     feats = random_features(model, args.batch)
     n_classes = head.linear.out_features
     labels = None
@@ -246,13 +232,6 @@ def _steps(
         from fastast_sb.benchmark.hf import hf_step
 
         steps.append(hf_step(model, feats, labels, dtype, n_classes))
-    return steps
-
-
-def _time(
-    args: argparse.Namespace, steps: List[Any], rows: List[Row]
-) -> Optional[Dict[str, float]]:
-    """Fill samples/s and speed-ups into ``rows``; HF's numbers, if timed."""
     times = interleaved_times(steps, args.device, args.warmup, args.repeats)
     ours = times[: len(rows)]
     for row, t, speedup in zip(rows, ours, paired_speedups(ours)):
@@ -293,9 +272,7 @@ def _meta(args: argparse.Namespace, argv: List[str], model: AST) -> dict:
 
 
 def run(argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
-    """Run the benchmark as on the command line; print and return it.
-
-    ``argv`` defaults to ``sys.argv[1:]``.
+    """Run the benchmark on ``argv`` (``sys.argv[1:]``); print, return it.
 
     Example
     -------
@@ -314,7 +291,7 @@ def run(argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
     metric = "acc"
     if tagger is not None:
         metric = _add_metrics(args, tagger, specs, rows, dtype)
-    hf = _time(args, _steps(args, model, head, specs, dtype), rows)
+    hf = _time(args, model, head, specs, rows, dtype)
     meta = _meta(args, argv, model)
     header, footer = report.benchmark_notes(meta, hf)
     layout = report.benchmark_layout(rows, metric)

@@ -1,11 +1,9 @@
 """The ``--compare-hf`` reference: transformers' AST at the same size.
 
-``ASTForAudioClassification`` with random weights, from an ``ASTConfig``
-matching one of our :class:`~fastast_sb.models.ast.AST` models (width,
-depth, heads, MLP ratio, strides, patch, input length, LayerNorm eps) with
-the SDPA attention path: both do the same arithmetic on the same features,
-so their throughput ratio measures the implementations alone.
-transformers is a test extra, imported only here.
+A random ``ASTForAudioClassification`` whose ``ASTConfig`` matches one of
+our :class:`~fastast_sb.models.ast.AST` models, with SDPA attention: both
+do the same arithmetic on the same features, so their throughput ratio
+measures the implementations. transformers (a test extra) is imported here.
 
 Reference: Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram
 Transformer", Interspeech 2021.
@@ -21,17 +19,6 @@ from torch import nn
 
 from fastast_sb.models.ast import AST
 from fastast_sb.timing import Step, forward_step, optimizer_step
-
-
-def _transformers() -> Any:
-    try:
-        return importlib.import_module("transformers")
-    except ImportError as err:
-        raise ImportError(
-            "--compare-hf needs the transformers package, which is not "
-            "installed; install it with `pip install transformers` (or the "
-            "test extra: `pip install -e .[test]`)"
-        ) from err
 
 
 def hf_config_kwargs(model: AST, num_labels: int = 527) -> Dict[str, Any]:
@@ -61,14 +48,11 @@ def hf_config_kwargs(model: AST, num_labels: int = 527) -> Dict[str, Any]:
 
 
 def hf_reference(
-    model: AST,
-    num_labels: int = 527,
-    attn_implementation: str = "sdpa",
+    model: AST, num_labels: int = 527, attn_implementation: str = "sdpa"
 ) -> nn.Module:
-    """A random ``ASTForAudioClassification`` of the same size as ``model``.
-
-    In eval mode, on ``model``'s device; ``attn_implementation`` is
-    transformers' attention path ("sdpa" or "eager").
+    """A random ``ASTForAudioClassification`` of the same size as ``model``
+    in eval mode on its device, with transformers' ``attn_implementation``
+    ("sdpa" or "eager").
 
     Example
     -------
@@ -78,7 +62,14 @@ def hf_reference(
 
     (Skipped: importing transformers takes seconds; the unit tests run it.)
     """
-    transformers = _transformers()
+    try:
+        transformers = importlib.import_module("transformers")
+    except ImportError as err:
+        raise ImportError(
+            "--compare-hf needs the transformers package, which is not "
+            "installed; install it with `pip install transformers` (or the "
+            "test extra: `pip install -e .[test]`)"
+        ) from err
     config = transformers.ASTConfig(
         **hf_config_kwargs(model, num_labels),
         attn_implementation=attn_implementation,
@@ -94,10 +85,8 @@ def hf_step(
     dtype: Optional[torch.dtype] = None,
     num_labels: int = 527,
 ) -> Step:
-    """The HF reference's forward pass, or with ``labels`` its Adam step.
-
-    As :func:`~fastast_sb.timing.inference_step` and
-    :func:`~fastast_sb.timing.schedule_steps` (logits included).
+    """The HF reference's forward pass, or with ``labels`` its Adam step,
+    as :func:`~fastast_sb.timing.schedule_steps` makes them.
 
     Example
     -------

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from fastast_sb.tables import Column, PathLike, Row, column
 
@@ -80,9 +81,8 @@ def has_metrics(rows: Sequence[Row]) -> List[str]:
 
 
 def benchmark_layout(rows: Sequence[Row], metric: str = "acc") -> List[Column]:
-    """The benchmark's columns, with the metric columns ``rows`` carry.
-
-    "acc" is shown in %, another metric (such as "mAP") as is.
+    """The benchmark's columns and the metric columns ``rows`` carry
+    ("acc" in %, another metric such as "mAP" as is).
 
     Example
     -------
@@ -90,31 +90,25 @@ def benchmark_layout(rows: Sequence[Row], metric: str = "acc") -> List[Column]:
     'acc (%) Inf'
     """
     percent = metric == "acc"
-
-    def cell(key: str) -> Callable[[Row], str]:
-        def fmt(row: Row) -> str:
-            value = row.get(key)
-            if value is None or (
-                isinstance(value, float) and math.isnan(value)
-            ):
-                return "-"
-            return f"{100 * value:.2f}" if percent else f"{value:.4f}"
-
-        return fmt
-
     unit = f"{metric} (%)" if percent else metric
     return _BENCHMARK + [
-        Column(f"{unit} {_METRICS[m]}", m, cell(m)) for m in has_metrics(rows)
+        Column(f"{unit} {_METRICS[m]}", m, partial(_metric_cell, m, percent))
+        for m in has_metrics(rows)
     ]
+
+
+def _metric_cell(key: str, percent: bool, row: Row) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.2f}" if percent else f"{value:.4f}"
 
 
 def benchmark_notes(
     meta: Dict[str, Any], hf: Optional[Dict[str, float]] = None
 ) -> Tuple[List[str], List[str]]:
-    """Markdown lines before and after the benchmark table.
-
-    ``meta`` describes the run (``BenchmarkResult.meta`` of
-    :mod:`fastast_sb.benchmark.cli`), ``hf`` the ``--compare-hf`` numbers.
+    """Markdown lines before and after the table: the run's ``meta``
+    (``BenchmarkResult.meta``) and the ``--compare-hf`` numbers ``hf``.
 
     Example
     -------
@@ -165,16 +159,11 @@ def benchmark_notes(
 
 
 def plot(
-    rows: Sequence[Row],
-    path: PathLike,
-    title: str = "",
-    metric: str = "acc",
+    rows: Sequence[Row], path: PathLike, title: str = "", metric: str = "acc"
 ) -> Path:
-    """PNG: metric vs samples/s (one point per r), else speed-up vs FLOPs.
-
-    With metric columns, one series per column at the measured samples/s;
-    without, the measured speed-up against the FLOP ratio beside the ideal
-    diagonal.
+    """PNG: each metric column against the measured samples/s (one point
+    per r), without metrics the speed-up against the FLOP ratio and the
+    ideal diagonal.
 
     Example
     -------
@@ -186,7 +175,6 @@ def plot(
     """
     from matplotlib.figure import Figure  # no pyplot: no global state
 
-    path = Path(path)
     fig = Figure(figsize=(6.0, 4.2), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     metrics = has_metrics(rows)
@@ -194,13 +182,12 @@ def plot(
     note = {"textcoords": "offset points", "fontsize": 8}
     if metrics:
         for m, marker in zip(metrics, ("o", "s")):
-            pts = [(row["samples_per_s"], row[m], row["r"]) for row in rows]
-            pts = [p for p in pts if p[1] is not None]
-            xs = [p[0] for p in pts]
-            ys = [100 * p[1] if percent else p[1] for p in pts]
+            pts = [row for row in rows if row[m] is not None]
+            xs = [row["samples_per_s"] for row in pts]
+            ys = [(100 if percent else 1) * row[m] for row in pts]
             ax.plot(xs, ys, marker=marker, label=_METRICS[m])
-            for x, y, (_, _, r) in zip(xs, ys, pts):
-                ax.annotate(f"r={r}", (x, y), xytext=(4, 4), **note)
+            for x, y, row in zip(xs, ys, pts):
+                ax.annotate(f"r={row['r']}", (x, y), xytext=(4, 4), **note)
         ax.set_xlabel("samples/s (measured)")
         ax.set_ylabel(f"{metric} (%)" if percent else metric)
         ax.legend()
@@ -222,4 +209,4 @@ def plot(
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    return path
+    return Path(path)

@@ -11,17 +11,14 @@ interface, offline::
         fetch_config=FetchConfig(allow_network=False))
     logits, score, index, label = clf.classify_file("clip.wav")
 
-Modules (one job each):
-
-- :mod:`~fastast_sb.inference.folder`: the model folder format;
-- :mod:`~fastast_sb.inference.export`: recipe run -> model folder;
-- :mod:`~fastast_sb.inference.hf_import`: Hugging Face / original AST
-  checkpoint -> model folder;
-- :mod:`~fastast_sb.inference.tagger`: :class:`AudioTagger` (probabilities,
-  top-k labels, sliding windows over long clips);
-- :mod:`~fastast_sb.inference.onnx_export`: model folder -> ONNX;
-- :mod:`~fastast_sb.inference.cli`: ``fastast-tag`` and
-  ``python -m fastast_sb.inference {export,import,onnx,tag}``.
+Modules: :mod:`~fastast_sb.inference.folder` (the model folder format),
+:mod:`~fastast_sb.inference.export` (recipe run -> model folder),
+:mod:`~fastast_sb.inference.hf_import` (Hugging Face / original AST
+checkpoint -> model folder), :mod:`~fastast_sb.inference.tagger`
+(:class:`AudioTagger`: probabilities, top-k, sliding windows),
+:mod:`~fastast_sb.inference.onnx_export` (model folder -> ONNX) and
+:mod:`~fastast_sb.inference.cli` (``fastast-tag``, ``python -m
+fastast_sb.inference {export,import,onnx,tag}``).
 
 Reference: S. R. Behera et al., "FastAST: Accelerating Audio Spectrogram
 Transformer via Token Merging and Cross-Model Knowledge Distillation", 2024.

@@ -2,12 +2,11 @@
 
 ``fastast-tag`` tags audio files with a model folder::
 
-    fastast-tag FILE... --model DIR [--r 16 | --flops 0.5] [--top 5]
-        [--hop SECONDS] [--json] [--device cpu]
+    fastast-tag FILE... --model DIR [--r 16] [--top 5] [--hop SECONDS]
+        [--batch-size 8] [--json] [--device cpu]
 
-Long clips are scored with sliding windows (scores averaged); the time
-taken is reported. A file (or model) that cannot be used gives exit status
-1 and its reason on stderr; the other files are still tagged.
+Long clips are scored with sliding windows. A file (or model) that cannot
+be used gives exit status 1 and its reason on stderr; the rest is tagged.
 
 ``python -m fastast_sb.inference`` manages model folders::
 
@@ -31,9 +30,7 @@ from fastast_sb.tome.schedule import FORMS, Schedule, parse_schedule
 
 def _add_r(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--r",
-        default=None,
-        help=f"merge schedule: {FORMS} (default: the model folder's)",
+        "--r", help=f"merge schedule: {FORMS} (default: the model folder's)"
     )
 
 
@@ -46,8 +43,7 @@ def _schedule(args: argparse.Namespace) -> Optional[Schedule]:
 def tag_parser(prog: str = "fastast-tag") -> argparse.ArgumentParser:
     """Arguments of ``fastast-tag``."""
     parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Tag audio files with a FastAST model folder.",
+        prog=prog, description="Tag audio files with a FastAST model folder."
     )
     parser.add_argument("files", nargs="+", help="audio files (any format)")
     parser.add_argument(
@@ -58,7 +54,6 @@ def tag_parser(prog: str = "fastast-tag") -> argparse.ArgumentParser:
     parser.add_argument(
         "--hop",
         type=float,
-        default=None,
         help="seconds between windows on long clips (default: half one)",
     )
     parser.add_argument(
@@ -108,9 +103,8 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
         return _fail(f"cannot load model {args.model}: {err}")
     try:
-        r = _schedule(args)
-        if r is not None:
-            tagger.r = r
+        if args.r is not None:
+            tagger.r = _schedule(args)
     except (TypeError, ValueError) as err:
         return _fail(f"invalid --r: {err}")
     load_s = time.perf_counter() - start
@@ -138,22 +132,21 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.json:
             _print_table(entry)
     total_s = time.perf_counter() - start
-    summary = {
-        "model": args.model,
-        "r": str(tagger.r),
-        "multilabel": tagger.multilabel,
-        "files": entries,
-        "failed": failed,
-        "load_time_s": round(load_s, 4),
-        "total_time_s": round(total_s, 4),
-    }
     if args.json:
+        summary = {
+            "model": args.model,
+            "r": str(tagger.r),
+            "multilabel": tagger.multilabel,
+            "files": entries,
+            "failed": failed,
+            "load_time_s": round(load_s, 4),
+            "total_time_s": round(total_s, 4),
+        }
         print(json.dumps(summary, indent=2))
     else:
-        done = len(entries) - failed
         print(
-            f"tagged {done} of {len(entries)} file(s) in {total_s:.2f} s "
-            f"(model load {load_s:.2f} s, r={tagger.r})"
+            f"tagged {len(entries) - failed} of {len(entries)} file(s) in "
+            f"{total_s:.2f} s (model load {load_s:.2f} s, r={tagger.r})"
         )
     return 1 if failed else 0
 
@@ -176,7 +169,6 @@ def manage_parser() -> argparse.ArgumentParser:
     exp.add_argument("out_dir", help="model folder to write")
     exp.add_argument(
         "--checkpoint",
-        default=None,
         help="last, best or a CKPT folder (default: the one the run tested)",
     )
     _add_r(exp)
@@ -191,15 +183,12 @@ def manage_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--norm",
-        default=None,
         help="audioset, esc50 or speechcommands statistics (default: the "
         "HF feature extractor's, else audioset)",
     )
-    imp.add_argument("--mean", type=float, default=None)
-    imp.add_argument("--std", type=float, default=None)
-    imp.add_argument(
-        "--target-length", type=int, default=None, help="frames per input"
-    )
+    imp.add_argument("--mean", type=float)
+    imp.add_argument("--std", type=float)
+    imp.add_argument("--target-length", type=int, help="frames per input")
     imp.add_argument(
         "--single-label",
         action="store_true",
@@ -211,10 +200,7 @@ def manage_parser() -> argparse.ArgumentParser:
     onx.add_argument("model_dir")
     onx.add_argument("out", help="output .onnx file")
     onx.add_argument(
-        "--samples",
-        type=int,
-        default=None,
-        help="samples per input (default: one model window)",
+        "--samples", type=int, help="samples per input (default: one window)"
     )
     onx.add_argument("--batch-size", type=int, default=1)
     _add_r(onx)
@@ -232,33 +218,7 @@ def manage_main(argv: Optional[Sequence[str]] = None) -> int:
         return tag_main(argv[1:])
     args = manage_parser().parse_args(argv)
     try:
-        if args.command == "export":
-            from fastast_sb.inference.export import export_run
-
-            out = export_run(
-                args.run_dir, args.out_dir, args.checkpoint, _schedule(args)
-            )
-            print(f"wrote model folder {out}")
-        elif args.command == "import":
-            from fastast_sb.inference.hf_import import import_ast
-
-            norm: Any = args.norm
-            if (args.mean is None) != (args.std is None):
-                raise ValueError("--mean and --std go together")
-            if args.mean is not None:
-                norm = (args.mean, args.std)
-            r = _schedule(args)
-            out = import_ast(
-                args.source,
-                args.out_dir,
-                labels=args.labels,
-                norm=norm,
-                target_length=args.target_length,
-                r=0 if r is None else r,
-                multilabel=not args.single_label,
-            )
-            print(f"wrote model folder {out}")
-        else:
+        if args.command == "onnx":
             from fastast_sb.inference.onnx_export import export_onnx
 
             diff = export_onnx(
@@ -270,6 +230,28 @@ def manage_main(argv: Optional[Sequence[str]] = None) -> int:
             )
             checked = "unchecked" if diff is None else f"{diff:.2e}"
             print(f"wrote {args.out} (max |ONNX - PyTorch| = {checked})")
+            return 0
+        if args.command == "export":
+            from fastast_sb.inference.export import export_run
+
+            out = export_run(
+                args.run_dir, args.out_dir, args.checkpoint, _schedule(args)
+            )
+        else:
+            from fastast_sb.inference.hf_import import import_ast
+
+            if (args.mean is None) != (args.std is None):
+                raise ValueError("--mean and --std go together")
+            out = import_ast(
+                args.source,
+                args.out_dir,
+                labels=args.labels,
+                norm=args.norm if args.mean is None else (args.mean, args.std),
+                target_length=args.target_length,
+                r=0 if args.r is None else _schedule(args),
+                multilabel=not args.single_label,
+            )
+        print(f"wrote model folder {out}")
     except (FileNotFoundError, ValueError, TypeError, ImportError) as err:
         return _fail(str(err))
     return 0

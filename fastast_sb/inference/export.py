@@ -2,11 +2,10 @@
 
 A run folder (``<output_root>/<variant>/fold<k>/seed<s>/``) holds the
 composed ``hyperparams.yaml``, ``label_encoder.txt`` and checkpoints under
-``save/CKPT+*/`` (``embedding_model.ckpt``, ``classifier.ckpt``,
-``CKPT.yaml``). The run's YAML is read as text (nothing in it is built or
-run: no seeding, no teacher, no logger); the front end, normalisation, AST
-and head are rebuilt from their own arguments in it, so the exported model
-is the recipe's model, with the checkpoint the recipe's test used.
+``save/CKPT+*/``. The run's YAML is read as text (nothing in it is built:
+no seeding, no teacher, no logger); the front end, normalisation, AST and
+head are rebuilt from their own arguments in it and given the checkpoint
+the recipe's test used.
 
     python -m fastast_sb.inference export RUN_DIR OUT_DIR [--r 8]
 """
@@ -50,8 +49,6 @@ def _tag_of(cls: type) -> str:
 
 def _names(tag: Optional[str], cls: type) -> bool:
     """Whether a ``!new:`` tag names ``cls`` (via any fastast_sb module)."""
-    if tag == _tag_of(cls):
-        return True
     module, _, name = (tag or "").removeprefix("!new:").rpartition(".")
     if not module.startswith("fastast_sb."):
         return False
@@ -68,17 +65,15 @@ def _read_run_yaml(path: Path) -> Any:
             "composed hyperparams.yaml (e.g. results/ESC50/tome/fold5/"
             "seed1234)"
         )
-    yaml = ruamel.yaml.YAML(typ="rt")
     with open(path, encoding="utf-8") as f:
-        return yaml.load(f)
+        return ruamel.yaml.YAML(typ="rt").load(f)
 
 
 def _object_args(doc: Any, key: str, path: Path) -> Dict[str, Any]:
     """Constructor arguments of ``doc[key]``, checked against its class."""
-    cls = _OBJECTS[key]
     if key not in doc:
         raise ValueError(f"{path} has no {key!r}; is this a recipe run?")
-    node = doc[key]
+    node, cls = doc[key], _OBJECTS[key]
     tag = getattr(getattr(node, "tag", None), "value", None)
     if not _names(tag, cls):
         raise ValueError(
@@ -113,9 +108,8 @@ def _classes(path: Path) -> List[str]:
 def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
     """The ``CKPT+...`` (or ``averaged``) folder of a recipe run.
 
-    ``which`` is ``"last"`` (highest epoch), ``"best"`` (highest validation
-    accuracy), ``"average"`` (the averaged weights of the last epochs,
-    ``save/averaged``) or a checkpoint folder.
+    ``which``: ``"last"`` (highest epoch), ``"best"`` (validation accuracy),
+    ``"average"`` (``save/averaged``) or a checkpoint folder.
 
     Example
     -------
@@ -125,25 +119,21 @@ def find_checkpoint(run_dir: PathLike, which: str = "last") -> Path:
     ...
     FileNotFoundError: no checkpoints in .../save: ...
     """
-    run_dir = Path(run_dir)
-    if which == "average":
-        folder = run_dir / "save" / AVERAGED
-        if not (folder / "embedding_model.ckpt").is_file():
+    save = Path(run_dir) / "save"
+    if which not in ("last", "best"):
+        folder = save / AVERAGED if which == "average" else Path(which)
+        if (folder / "embedding_model.ckpt").is_file():
+            return folder
+        if which == "average":
             raise FileNotFoundError(
                 f"no averaged weights in {folder}: the run averages its last "
                 "epochs (test_checkpoint: average) once training has ended; "
                 "finish it, or pass checkpoint='last'"
             )
-        return folder
-    if which not in ("last", "best"):
-        folder = Path(which)
-        if not (folder / "embedding_model.ckpt").is_file():
-            raise FileNotFoundError(
-                f"checkpoint {folder} has no embedding_model.ckpt; expected "
-                "'last', 'best', 'average' or a save/CKPT+* folder"
-            )
-        return folder
-    save = run_dir / "save"
+        raise FileNotFoundError(
+            f"checkpoint {folder} has no embedding_model.ckpt; expected "
+            "'last', 'best', 'average' or a save/CKPT+* folder"
+        )
     if not save.is_dir() or not any(save.glob("CKPT+*")):
         raise FileNotFoundError(
             f"no checkpoints in {save}: train the run first (or pass a "
@@ -192,13 +182,11 @@ def export_run(
     FileNotFoundError: .../hyperparams.yaml not found: ...
     """
     run_dir = Path(run_dir)
-    yaml_path = run_dir / HPARAMS_FILE
-    doc = _read_run_yaml(yaml_path)
-    args = {key: _object_args(doc, key, yaml_path) for key in _OBJECTS}
-    features = KaldiFbank(**args["compute_features"])
-    norm = GlobalNorm(**args["mean_var_norm"])
-    model = AST(**args["embedding_model"])
-    head = ASTHead(**args["classifier"])
+    path = run_dir / HPARAMS_FILE
+    doc = _read_run_yaml(path)
+    features, norm, model, head = (
+        cls(**_object_args(doc, key, path)) for key, cls in _OBJECTS.items()
+    )
     if checkpoint is None:
         checkpoint = str(doc.get("test_checkpoint", "last"))
     ckpt = find_checkpoint(run_dir, checkpoint)
@@ -206,16 +194,14 @@ def export_run(
     _load_state(head, ckpt / "classifier.ckpt")
     if r is not None:
         model.r = r
-    classes = _classes(run_dir / "label_encoder.txt")
-    multilabel = bool(doc.get("multilabel", False))
     logger.info("exporting %s (checkpoint %s)", run_dir, ckpt.name)
     return write_model_folder(
         out_dir,
         model.eval(),
         head.eval(),
-        classes,
+        _classes(run_dir / "label_encoder.txt"),
         features,
         norm,
-        multilabel=multilabel,
+        multilabel=bool(doc.get("multilabel", False)),
         description=f"exported from run {run_dir.resolve()} ({ckpt.name})",
     )

@@ -1,20 +1,16 @@
 """The model folder: what ``EncoderClassifier.from_hparams`` loads.
 
-A model folder holds
-
-- ``hyperparams.yaml``: the very classes the recipes train with
-  (``KaldiFbank`` -> ``GlobalNorm`` -> ``AST`` -> ``ASTHead``, not a
-  copy), a ``label_encoder``, an ``audio_normalizer`` (resampling and
-  downmixing in ``classify_file``) and a SpeechBrain ``Pretrainer``;
-- ``embedding_model.ckpt`` and ``classifier.ckpt``: plain state dicts;
+- ``hyperparams.yaml``: the classes the recipes train with (``KaldiFbank``
+  -> ``GlobalNorm`` -> ``AST`` -> ``ASTHead``), a ``label_encoder``, an
+  ``audio_normalizer`` (for ``classify_file``) and a ``Pretrainer``;
+- ``embedding_model.ckpt``, ``classifier.ckpt``: plain state dicts;
 - ``label_encoder.ckpt``: a SpeechBrain ``CategoricalEncoder`` file.
 
-Keys meant to be overridden at load time (``overrides={...}`` of
-``from_hparams``): ``tome_r`` (a merge schedule in the text form of
-:mod:`fastast_sb.tome.schedule`: ``16``, ``"flops:0.5"``, ``"ramp:8:-1"``,
-``"16,8,4"``) and ``pretrained_path`` (a folder or hub id holding the three
-weight files; ``null``, the default, means the ``source`` passed to
-``from_hparams``, so the folder can be moved or uploaded as it is).
+Load-time overrides (``overrides={...}``): ``tome_r``, a merge schedule in
+the text form of :mod:`fastast_sb.tome.schedule` (``16``, ``"flops:0.5"``,
+``"ramp:8:-1"``, ``"16,8,4"``), and ``pretrained_path``, a folder or hub id
+holding the weight files (``null``: the ``source`` of ``from_hparams``, so
+the folder can be moved as it is).
 
 References: M. Ravanelli et al., "SpeechBrain: A General-Purpose Speech
 Toolkit", 2021; Y. Gong et al., "AST: Audio Spectrogram Transformer",
@@ -47,11 +43,8 @@ HPARAMS_FILE = "hyperparams.yaml"
 def pretrained_paths(
     pretrained_path: Optional[str], names: Sequence[str] = LOADABLES
 ) -> Dict[str, str]:
-    """The Pretrainer's ``paths``: ``<pretrained_path>/<name>.ckpt``.
-
-    ``pretrained_path`` is a folder (or hub id) holding the weight files;
-    with None no path is given, so the Pretrainer reads them from the
-    ``source`` passed to ``from_hparams`` (the model folder itself).
+    """The Pretrainer's ``paths``: ``<pretrained_path>/<name>.ckpt``; none
+    for None (the Pretrainer then reads the ``source`` of ``from_hparams``).
 
     Example
     -------
@@ -78,16 +71,12 @@ def yaml_value(value: Any) -> str:
     """
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}.0e{exponent}"
-        return text
+    if isinstance(value, (bool, int)):
+        return str(value).lower()
+    if isinstance(value, float):  # YAML 1.1 floats need a dot: 1.0e-06
+        mantissa, e, exponent = repr(value).partition("e")
+        dot = ".0" if e and "." not in mantissa else ""
+        return f"{mantissa}{dot}{e}{exponent}"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, dict):
@@ -208,23 +197,17 @@ def write_model_folder(
     Arguments
     ---------
     folder : str or Path
-        Output folder (created; the four files are overwritten).
+        Output folder (created; the four files are overwritten); returned.
     model, head : AST, ASTHead
         The lobe (its architecture and ``r`` go to the YAML) and its head.
     classes : sequence of str
         Class name of each head output, in order.
     features, norm : KaldiFbank, GlobalNorm
-        The front end (``target_length`` must equal ``model.input_tdim``)
-        and the normalisation statistics.
+        The front end (matching the model's input) and the normalisation.
     multilabel : bool
         Whether classes are independent (sigmoid) or exclusive (softmax).
     description : str
         Where the model comes from (written as a comment).
-
-    Returns
-    -------
-    Path
-        The folder.
 
     Example
     -------
@@ -256,9 +239,7 @@ def write_model_folder(
         )
     n_classes = int(head.linear.out_features)
     _check_classes(list(classes), n_classes)
-    cfg = ast_config(model)
-    r = model.r
-    tome_r = r.r if r.kind == "constant" else str(r)
+    cfg, r = ast_config(model), model.r
     arch = "fstride tstride patch_size embed_dim depth num_heads mlp_ratio"
     values = {key: cfg[key] for key in f"{arch} qkv_bias norm_eps".split()}
     values.update(
@@ -270,7 +251,7 @@ def write_model_folder(
         norm_std=float(norm.std),
         n_classes=n_classes,
         multilabel=bool(multilabel),
-        tome_r=tome_r,
+        tome_r=r.r if r.kind == "constant" else str(r),
         prop_attn=bool(cfg["prop_attn"]),
         head_norm_eps=float(head.norm.eps),
     )
@@ -281,14 +262,10 @@ def write_model_folder(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / HPARAMS_FILE).write_text(text, encoding="utf-8")
-    torch.save(_cpu_state(model), folder / "embedding_model.ckpt")
-    torch.save(_cpu_state(head), folder / "classifier.ckpt")
+    for name, module in (("embedding_model", model), ("classifier", head)):
+        state = module.state_dict()
+        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        torch.save(state, folder / f"{name}.ckpt")
     make_label_encoder(classes, folder / "label_encoder.ckpt")
     logger.info("wrote model folder %s (%d classes)", folder, n_classes)
     return folder
-
-
-def _cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    return {
-        k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()
-    }

@@ -3,16 +3,14 @@
 Sources (read by :func:`fastast_sb.models.ast.load_ast`):
 
 - a Hugging Face folder written by ``save_pretrained`` (``config.json`` +
-  ``model.safetensors`` / ``pytorch_model.bin``), e.g. a download of
-  ``MIT/ast-finetuned-audioset-10-10-0.4593``; class names come from
-  ``config.json``'s ``id2label`` and, when the feature extractor was saved
-  too, the normalisation from ``preprocessor_config.json``;
-- an original AST checkpoint (``audioset_10_10_0.4593.pth``,
-  ``speechcommands_10_10_0.9812.pth``, ...); pass class names with
+  weights), e.g. ``MIT/ast-finetuned-audioset-10-10-0.4593``: class names
+  from ``config.json``'s ``id2label``, the normalisation from
+  ``preprocessor_config.json`` if saved;
+- an original AST checkpoint (``audioset_10_10_0.4593.pth``, ...): pass
   ``labels`` (AudioSet's ``class_labels_indices.csv`` or one name a line).
 
-Normalisation statistics otherwise default to AudioSet's (those of every
-published AST feature extractor); pass ``norm`` for others.
+Normalisation otherwise defaults to AudioSet's (that of every published AST
+feature extractor); pass ``norm`` for others.
 
     python -m fastast_sb.inference import SRC OUT_DIR [--labels FILE]
         [--norm audioset|esc50|speechcommands] [--target-length 1024] [--r 8]
@@ -26,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 from fastast_sb.features import NORM_STATS, GlobalNorm, KaldiFbank
 from fastast_sb.inference.folder import write_model_folder
@@ -43,20 +41,6 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _hf_labels(folder: Path, n_classes: int) -> Optional[List[str]]:
-    id2label = _read_json(folder / "config.json").get("id2label") or {}
-    if len(id2label) != n_classes:
-        return None
-    return [id2label[str(i)] for i in range(n_classes)]
-
-
-def _hf_norm(folder: Path) -> Optional[Tuple[float, float]]:
-    cfg = _read_json(folder / "preprocessor_config.json")
-    if "mean" in cfg and "std" in cfg:
-        return float(cfg["mean"]), float(cfg["std"])
-    return None
-
-
 def _resolve_norm(norm: Norm, source: Path) -> Tuple[float, float]:
     if isinstance(norm, str):
         if norm not in NORM_STATS:
@@ -68,9 +52,9 @@ def _resolve_norm(norm: Norm, source: Path) -> Tuple[float, float]:
     if norm is not None:
         mean, std = norm
         return float(mean), float(std)
-    found = _hf_norm(source) if source.is_dir() else None
-    if found is not None:
-        return found
+    cfg = _read_json(source / "preprocessor_config.json")  # {} for a file
+    if "mean" in cfg and "std" in cfg:
+        return float(cfg["mean"]), float(cfg["std"])
     logger.info(
         "no normalisation given for %s: using AudioSet's (mean %s, std %s), "
         "as every published AST feature extractor does",
@@ -98,8 +82,8 @@ def import_ast(
         HF folder (``config.json`` + weights) or original ``.pth`` file;
         the model folder to write (returned).
     labels : path or sequence of str, optional
-        Class names (a file for :func:`fastast_sb.labels.read_labels`, or a
-        list); by default ``id2label`` of an HF ``config.json``, else
+        Class names (a :func:`~fastast_sb.labels.read_labels` file or a
+        list); by default an HF ``config.json``'s ``id2label``, else
         ``class_<i>``.
     norm : str or (mean, std), optional
         A :data:`~fastast_sb.features.NORM_STATS` name or statistics; by
@@ -134,33 +118,28 @@ def import_ast(
             "ASTForAudioClassification checkpoint"
         )
     n_classes = int(head.linear.out_features)
+    id2label = _read_json(source / "config.json").get("id2label") or {}
     if isinstance(labels, (str, Path)):
         names = read_labels(labels)
     elif labels is not None:
         names = [str(name) for name in labels]
+    elif len(id2label) == n_classes:
+        names = [id2label[str(i)] for i in range(n_classes)]
     else:
-        names = _hf_labels(source, n_classes) if source.is_dir() else None
-        if names is None:
-            logger.warning(
-                "%s has no class names: using class_0..class_%d (pass "
-                "labels=...)",
-                source,
-                n_classes - 1,
-            )
-            names = [f"class_{i}" for i in range(n_classes)]
-    mean, std = _resolve_norm(norm, source)
-    features = KaldiFbank(
-        sample_rate=sample_rate,
-        n_mels=model.input_fdim,
-        target_length=model.input_tdim,
-    )
+        logger.warning(
+            "%s has no class names: using class_0..class_%d (pass labels=...)",
+            source,
+            n_classes - 1,
+        )
+        names = [f"class_{i}" for i in range(n_classes)]
+    dims = {"n_mels": model.input_fdim, "target_length": model.input_tdim}
     return write_model_folder(
         out_dir,
         model.eval(),
         head.eval(),
         names,
-        features,
-        GlobalNorm(mean, std),
+        KaldiFbank(sample_rate=sample_rate, **dims),
+        GlobalNorm(*_resolve_norm(norm, source)),
         multilabel=multilabel,
         description=f"imported from {source.resolve()}",
     )

@@ -1,18 +1,15 @@
 """ONNX export of a model folder: waveform in, logits out, fixed length and r.
 
-The graph is the model folder's own modules (those of training): the Kaldi
-fbank of :class:`~fastast_sb.features.KaldiFbank`, ``GlobalNorm``, the AST
-with its merge schedule resolved for the input length, and the head.
-Inputs are ``[batch_size, num_samples]`` 16 kHz mono waveforms (by default
-exactly one model input: ``target_length`` frames); the output is
-``[batch_size, n_classes]`` logits (apply sigmoid or softmax as the folder's
-``multilabel`` says). Token merging stays in the graph (the matching runs
-on each input); only the shapes are fixed.
+The graph is the model folder's own modules: the Kaldi fbank of
+:class:`~fastast_sb.features.KaldiFbank`, ``GlobalNorm``, the AST (its
+merge schedule resolved for the input length; the matching runs on each
+input) and the head. Inputs are ``[batch_size, num_samples]`` 16 kHz mono
+waveforms (by default one model input), outputs ``[batch_size, n_classes]``
+logits (apply sigmoid or softmax as the folder's ``multilabel`` says).
 
-Torch's dynamo exporter lacks a translation of ``aten.hann_window``
-(Kaldi's window): it is given ONNX's ``HannWindow``, which computes the
-same window. Every export is checked against PyTorch with onnxruntime when
-onnxruntime is installed.
+Torch's dynamo exporter lacks ``aten.hann_window`` (Kaldi's window): it is
+given ONNX's ``HannWindow``, the same window. With onnxruntime installed,
+every export is checked against PyTorch.
 
     python -m fastast_sb.inference onnx MODEL_DIR model.onnx [--r 16]
 """
@@ -36,9 +33,8 @@ OPSET = 18
 class WaveformClassifier(nn.Module):
     """Waveforms of a fixed length -> logits, from a model folder's modules.
 
-    ``KaldiFbank.forward`` reads lengths as data (``int(tensor)``), which
-    ``torch.export`` cannot trace; this wrapper calls its per-example steps
-    (``KaldiFbank.single`` and ``KaldiFbank.fit``) itself.
+    ``torch.export`` cannot trace ``KaldiFbank.forward`` (lengths read as
+    data): this calls ``KaldiFbank.single`` and ``KaldiFbank.fit`` itself.
 
     Example
     -------
@@ -83,9 +79,8 @@ def _hann_window(window_length: int, periodic: bool = True, **kwargs):
 def check_onnx(
     path: PathLike, net: nn.Module, x: torch.Tensor
 ) -> Optional[float]:
-    """Max |ONNX - PyTorch| between the ``.onnx`` file at ``path`` and the
-    module ``net`` it was exported from, on an input ``x`` of the exported
-    shape (None without onnxruntime)."""
+    """Max |ONNX - PyTorch| of the ``.onnx`` file ``path`` and its module
+    ``net`` on an input ``x`` of the exported shape (None: no onnxruntime)."""
     if importlib.util.find_spec("onnxruntime") is None:
         logger.warning("onnxruntime not installed: %s is not checked", path)
         return None
@@ -106,13 +101,10 @@ def export_onnx(
     batch_size: int = 1,
     atol: float = 1e-4,
 ) -> Optional[float]:
-    """Export a model folder to ONNX at a fixed input length and ``r``.
-
-    The graph takes ``[batch_size, num_samples]`` waveforms (one model
-    window by default), merges with ``r`` (the folder's by default) and is
-    written to ``path``. Returns the max |ONNX - PyTorch| on a random
-    input (None without onnxruntime); above ``atol`` it is an error.
-    """
+    """Write ``path``: the folder's model on ``[batch_size, num_samples]``
+    waveforms (one window by default) with ``r`` (the folder's by default).
+    Returns the max |ONNX - PyTorch| on a random input (None without
+    onnxruntime); above ``atol`` it is an error."""
     from fastast_sb.inference.tagger import AudioTagger
 
     if importlib.util.find_spec("onnxscript") is None:
@@ -122,6 +114,7 @@ def export_onnx(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tagger = AudioTagger.from_folder(model_dir)
+    m = tagger.mods
     if r is not None:
         tagger.r = r
     num_samples = num_samples or tagger.window_samples
@@ -130,18 +123,14 @@ def export_onnx(
             "the model has no target_length: pass num_samples to fix the "
             "input length"
         )
-    min_samples = tagger.mods.compute_features.min_samples
+    min_samples = m.compute_features.min_samples
     if num_samples < min_samples:
         raise ValueError(
             f"num_samples={num_samples}; at least {min_samples} (one frame) "
             "are needed"
         )
-    mods = tagger.mods
     net = WaveformClassifier(
-        mods.compute_features,
-        mods.mean_var_norm,
-        mods.embedding_model,
-        mods.classifier,
+        m.compute_features, m.mean_var_norm, m.embedding_model, m.classifier
     ).eval()
     gen = torch.Generator().manual_seed(0)
     example = 0.1 * torch.randn(batch_size, num_samples, generator=gen)

@@ -1,22 +1,16 @@
 """``AudioTagger``: scores, top-k labels and sliding windows for a model folder.
 
-:class:`AudioTagger` is SpeechBrain's ``EncoderClassifier`` (load it with
-``AudioTagger.from_folder(FOLDER)`` or ``from_hparams``) with three
+:class:`AudioTagger` is SpeechBrain's ``EncoderClassifier`` with three
 differences:
 
 - ``encode_batch`` passes the relative lengths to ``compute_features``, as
-  the recipes do (``EncoderClassifier`` does not, so in a padded batch of
-  clips of different lengths its padding enters the fbank and the waveform
-  mean; for single clips and equal-length batches the two agree);
+  the recipes do (``EncoderClassifier`` lets the padding of a padded batch
+  enter the fbank and the waveform mean);
 - scores are probabilities: sigmoid for multi-label models, softmax for
   single-label ones (the model folder's ``multilabel`` key);
 - :meth:`AudioTagger.tag_waveform` / :meth:`AudioTagger.tag_file` cover a
-  long clip with windows of exactly the model's input length, half a
-  window apart by default, the last one aligned to the end; window scores
-  are averaged.
-
-Files are read with :func:`fastast_sb.audio.load_audio` (any soundfile
-format, resampled to the model's rate, averaged to mono, clear errors).
+  long clip with windows of the model's input length (half a window apart
+  by default, the last one aligned to the end) and average their scores.
 
 References: Y. Gong et al., "AST: Audio Spectrogram Transformer",
 Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
@@ -24,7 +18,6 @@ Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional, Tuple, Union
@@ -35,17 +28,13 @@ from speechbrain.utils.fetching import FetchConfig
 
 from fastast_sb.audio import check_waveform, load_audio
 
-logger = logging.getLogger(__name__)
-
 #: Kaldi's default analysis window (ms).
 FRAME_LENGTH_MS = 25.0
 
 
 def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
-    """Start samples of ``window``-long windows covering ``num_samples``.
-
-    Windows are ``hop`` apart; the last one ends at the clip's end. A clip
-    no longer than one window is a single window starting at 0.
+    """Start samples of ``window``-long windows, ``hop`` apart, covering
+    ``num_samples``; the last one ends at the clip's end (0 for a short clip).
 
     Example
     -------
@@ -62,9 +51,7 @@ def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
         )
     if num_samples <= window:
         return [0]
-    starts = list(range(0, num_samples - window, hop))
-    starts.append(num_samples - window)
-    return starts
+    return [*range(0, num_samples - window, hop), num_samples - window]
 
 
 @dataclass
@@ -114,9 +101,7 @@ def top_k(
 
 
 class AudioTagger(EncoderClassifier):
-    """Tag audio with a FastAST model folder (multi- or single-label).
-
-    Build it with :meth:`from_folder` (or SpeechBrain's ``from_hparams``).
+    """Tag audio with a model folder (:meth:`from_folder` or ``from_hparams``).
 
     Example
     -------
@@ -196,10 +181,8 @@ class AudioTagger(EncoderClassifier):
     def load_audio(
         self, path: Union[str, Path], savedir: Optional[str] = None
     ) -> torch.Tensor:
-        """A local file as a mono waveform at the model's rate ([S]).
-
-        ``savedir`` is accepted for compatibility and ignored (no fetching).
-        """
+        """A local file as a [S] mono waveform at the model's rate
+        (:func:`fastast_sb.audio.load_audio`; ``savedir`` is ignored)."""
         return load_audio(path, self.sample_rate).to(self.device)
 
     def encode_batch(
@@ -208,10 +191,9 @@ class AudioTagger(EncoderClassifier):
         wav_lens: Optional[torch.Tensor] = None,
         normalize: bool = False,
     ) -> torch.Tensor:
-        """[B, S] (or [S]) waveforms at the model's rate -> [B, 1, D]
-        pooled embeddings; padding past the relative lengths ``wav_lens``
-        [B] is ignored. ``normalize`` is unsupported (no embedding
-        normaliser)."""
+        """[B, S] (or [S]) waveforms -> [B, 1, D] pooled embeddings, padding
+        past the relative lengths ``wav_lens`` [B] ignored (no ``normalize``:
+        model folders have no embedding normaliser)."""
         if normalize:
             raise ValueError(
                 "normalize=True needs a mean_var_norm_emb; FastAST model "
@@ -221,8 +203,7 @@ class AudioTagger(EncoderClassifier):
             wavs = wavs.unsqueeze(0)
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
-        wavs = wavs.to(self.device).float()
-        wav_lens = wav_lens.to(self.device)
+        wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
         with torch.no_grad():
             feats = self.mods.compute_features(wavs, wav_lens)
             feats = self.mods.mean_var_norm(feats, wav_lens)
@@ -274,17 +255,16 @@ class AudioTagger(EncoderClassifier):
             raise ValueError(f"hop must be > 0 s, got {hop}")
         starts = window_starts(wav.numel(), window, hop_samples)
         chunks = [wav[s : s + window] for s in starts]
-        out = []
-        for i in range(0, len(chunks), batch_size):
-            batch = torch.stack(chunks[i : i + batch_size])  # [b, window]
-            out.append(self.scores_batch(batch).cpu())
-        window_scores = torch.cat(out)  # [W, C]
+        window_scores = torch.cat(  # [W, C]
+            [
+                self.scores_batch(torch.stack(chunks[i : i + batch_size]))
+                for i in range(0, len(chunks), batch_size)
+            ]
+        ).cpu()
+        duration = wav.numel() / self.sample_rate
+        mean = window_scores.mean(dim=0)
         return TagResult(
-            scores=window_scores.mean(dim=0),
-            labels=self.labels,
-            windows=len(starts),
-            duration=wav.numel() / self.sample_rate,
-            window_scores=window_scores,
+            mean, self.labels, len(starts), duration, window_scores
         )
 
     def tag_file(
@@ -293,9 +273,6 @@ class AudioTagger(EncoderClassifier):
         hop: Optional[float] = None,
         batch_size: int = 8,
     ) -> TagResult:
-        """Read a file (any rate, any channels) and tag it with windows.
-
-        Raises ``FileNotFoundError`` for a missing file and
-        :class:`fastast_sb.audio.AudioError` for an unreadable or empty one.
-        """
+        """Read a file (any rate, any channels) and tag it with windows;
+        ``FileNotFoundError`` or :class:`~fastast_sb.audio.AudioError`."""
         return self.tag_waveform(self.load_audio(path), hop, batch_size)

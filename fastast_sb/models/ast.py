@@ -4,11 +4,10 @@ Input: normalised Kaldi fbank features [B, T, F]; output: the pooled
 embedding ``(h_CLS + h_DIST) / 2`` as [B, 1, D] (SpeechBrain's embedding
 shape), to be fed to :class:`ASTHead`.
 
-Token merging (ToMe) runs inside every block between the attention residual
-and the MLP. The schedule ``r`` is an attribute (set it at run time, or with
-:func:`fastast_sb.models.patch.apply_tome`) or a per-call argument; the
-resolved per-block schedule, the token sizes and the source map all live in
-the forward call, so one model can serve threads with different ``r``.
+ToMe merges tokens in every block between the attention residual and the
+MLP, by the schedule ``r`` (an attribute, set by :func:`.patch.apply_tome`, or
+a per-call argument); the resolved schedule, token sizes and source map live
+in the forward call, so one model can serve threads with different ``r``.
 
 References:
 - Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram Transformer",
@@ -24,18 +23,24 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from fastast_sb.models.checkpoints import load_checked, read_pretrained
 from fastast_sb.models.head import ASTHead, load_head
 from fastast_sb.models.layers import Block, PatchEmbed, init_vit_weights
 from fastast_sb.models.layers import is_tracing as _is_tracing
 from fastast_sb.models.trace import TokenTrace, all_finite
-from fastast_sb.tome.flops import encoder_flops, patch_embed_flops
+from fastast_sb.tome.flops import (
+    encoder_flops,
+    patch_embed_flops,
+    token_counts,
+)
 from fastast_sb.tome.schedule import Schedule, parse_schedule
 
 logger = logging.getLogger(__name__)
 
+#: (tokens [B, N_out, D], size, source, per-block schedule) of an encoding.
+Encoded = Tuple[Tensor, Optional[Tensor], Optional[Tensor], List[int]]
 #: (embed_dim, depth, num_heads) of the DeiT sizes AST uses.
 PRESETS: Dict[str, Tuple[int, int, int]] = {
     "tiny": (192, 12, 3),
@@ -49,44 +54,36 @@ class AST(nn.Module):
 
     Arguments
     ---------
-    input_tdim : int
-        Frames per input (AudioSet 1024, ESC-50 512, Speech Commands 128).
-    input_fdim : int
-        Mel bins.
-    fstride, tstride : int
-        Patch strides along frequency and time (10 = AST's overlap).
-    patch_size : int
-        Square patch side.
+    input_tdim, input_fdim : int
+        Frames per input (AudioSet 1024, ESC-50 512, Speech Commands 128);
+        mel bins.
+    fstride, tstride, patch_size : int
+        Patch strides along frequency and time (10 = AST's overlap); square
+        patch side.
     preset : str, optional
-        "tiny", "small" or "base": sets embed_dim and num_heads (the depth
-        stays ``depth``).
+        "tiny", "small" or "base": sets embed_dim and num_heads, not depth.
     embed_dim, depth, num_heads : int
-        Width, blocks and heads (width and heads ignored with ``preset``).
-    mlp_ratio : float
-        MLP hidden size over width.
-    qkv_bias : bool
-        Bias in the qkv projection.
+        Width, blocks and heads.
+    mlp_ratio, qkv_bias : float, bool
+        MLP hidden size over width; bias in the qkv projection.
     drop_rate, attn_drop_rate, drop_path_rate : float
-        Dropout after projections, on attention weights, and the stochastic
-        depth rate of the last block (linearly increasing).
+        Dropout after projections and on attention weights; stochastic depth
+        of the last block (linearly increasing).
     norm_eps : float
         LayerNorm epsilon (1e-6 in AST, 1e-12 in transformers' default).
     r : Schedule, int, str or list
         Merge schedule (:func:`fastast_sb.tome.schedule.parse_schedule`).
-    prop_attn : bool
-        Proportional attention (log-size bias) once tokens are merged.
-    trace_source : bool
-        Track source maps in :meth:`forward_tokens` by default.
+    prop_attn, trace_source : bool
+        Proportional attention (log-size bias) once tokens are merged; track
+        source maps in :meth:`forward_tokens` by default.
     check_finite : bool
-        Reject NaN/Inf features on the CPU (skipped while tracing or
-        exporting, and on GPUs, where it would sync the device on every
-        forward; the Brain checks the loss there).
+        Reject NaN/Inf features on the CPU (not while tracing, nor on GPUs,
+        where it would sync the device; the Brain checks the loss there).
     cpu_batch_tokens : int, optional
-        Single-threaded CPU inference (no grad, not tracing) runs whole
-        examples in sub-batches of at most this many tokens: the same
-        numbers, with tensors small enough to stay below glibc's mmap
-        threshold (4-7 % faster for base at T=512, batch 8). ``None`` or 0
-        turns it off.
+        Single-threaded CPU inference without grad runs sub-batches of at
+        most this many tokens: the same numbers, with tensors below glibc's
+        mmap threshold (4-7 % faster for base, T=512, batch 8). ``None`` or
+        0 turns it off.
 
     Example
     -------
@@ -170,15 +167,10 @@ class AST(nn.Module):
     def from_pretrained(
         cls, path: str, input_tdim: Optional[int] = None, **overrides
     ) -> AST:
-        """Build an AST from our, an original-AST or a Hugging Face checkpoint.
-
-        The positional embedding is resampled to ``input_tdim`` by the AST
-        rule; ``overrides`` are further constructor arguments (e.g. ``r``).
-        See :func:`load_ast`.
-        """
+        """An AST from any checkpoint :func:`load_ast` reads (``overrides``:
+        further constructor arguments, e.g. ``r``)."""
         return load_ast(path, input_tdim, **overrides)[0]
 
-    # ------------------------------------------------------------------ setup
     def reset_parameters(self) -> None:
         """timm/DeiT initialisation: truncated normal (std 0.02)."""
         init_vit_weights(self, self.cls_token, self.dist_token, self.pos_embed)
@@ -208,12 +200,13 @@ class AST(nn.Module):
         [72, 36, 18]
         """
         return parse_schedule(self.r if r is None else r).resolve(
-            self.depth,
-            self.num_tokens,
-            self.embed_dim,
-            self.mlp_ratio,
-            self.num_prefix_tokens,
+            self.depth, self.num_tokens, *self._dims
         )
+
+    @property
+    def _dims(self) -> Tuple[int, float, int]:
+        """(embed_dim, mlp_ratio, prefix tokens) for the FLOP counters."""
+        return self.embed_dim, self.mlp_ratio, self.num_prefix_tokens
 
     def flops(self, r: Any = None) -> int:
         """Analytic FLOPs of one example (patch embedding + blocks).
@@ -224,22 +217,12 @@ class AST(nn.Module):
         >>> round(m.flops(0) / 1e9, 2)
         1.76
         """
-        sched = self.schedule(r)
-        enc = encoder_flops(
-            self.num_tokens,
-            sched,
-            self.embed_dim,
-            self.mlp_ratio,
-            self.num_prefix_tokens,
-        )
-        return enc + patch_embed_flops(
-            self.patch_embed.num_patches,
-            self.embed_dim,
-            self.patch_embed.proj.kernel_size[0],
-        )
+        pe = self.patch_embed
+        enc = encoder_flops(self.num_tokens, self.schedule(r), *self._dims)
+        patch = pe.proj.kernel_size[0]
+        return enc + patch_embed_flops(pe.num_patches, self.embed_dim, patch)
 
-    # ---------------------------------------------------------------- forward
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: Tensor) -> None:
         if x.ndim != 3:
             raise ValueError(
                 f"AST expects features [B, T, F], got shape {tuple(x.shape)}"
@@ -262,47 +245,29 @@ class AST(nn.Module):
                     "features (check the audio and the normalisation)"
                 )
 
-    def _encode(
-        self, x: torch.Tensor, r: Any, trace_source: bool
-    ) -> Tuple[
-        torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor], List[int]
-    ]:
+    def _encode(self, x: Tensor, r: Any, trace_source: bool) -> Encoded:
         self._check_input(x)
         schedule = self.schedule(r)
         x = self.patch_embed(x)  # [B, P, D]
-        b = x.shape[0]
-        prefix = torch.cat(
-            [
-                self.cls_token.expand(b, -1, -1),
-                self.dist_token.expand(b, -1, -1),
-            ],
-            dim=1,
-        )  # [B, 2, D]
-        x = self.pos_drop(torch.cat([prefix, x], dim=1) + self.pos_embed)
-        size: Optional[torch.Tensor] = None
-        source: Optional[torch.Tensor] = None
+        prefix = [
+            t.expand(len(x), -1, -1) for t in (self.cls_token, self.dist_token)
+        ]
+        x = self.pos_drop(torch.cat([*prefix, x], dim=1) + self.pos_embed)
+        size = source = None
         for block, r_i in zip(self.blocks, schedule):
             x, size, source = block(
-                x,
-                r_i,
-                size,
-                source,
-                prop_attn=self.prop_attn,
-                trace_source=trace_source,
+                x, r_i, size, source, self.prop_attn, trace_source
             )
         return self.norm(x), size, source, schedule
 
     @staticmethod
-    def pool(x: torch.Tensor) -> torch.Tensor:
+    def pool(x: Tensor) -> Tensor:
         """``(x[:, 0] + x[:, 1]) / 2`` as [B, 1, D]."""
         return ((x[:, 0] + x[:, 1]) / 2).unsqueeze(1)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        lens: Optional[torch.Tensor] = None,
-        r: Any = None,
-    ) -> torch.Tensor:
+        self, x: Tensor, lens: Optional[Tensor] = None, r: Any = None
+    ) -> Tensor:
         """Embed features.
 
         Arguments
@@ -321,16 +286,11 @@ class AST(nn.Module):
         """
         step = self._sub_batch(x)
         if x.ndim == 3 and step < x.shape[0]:
-            return torch.cat(
-                [
-                    self.forward(x[i : i + step], r=r)
-                    for i in range(0, len(x), step)
-                ]
-            )  # [B, 1, D]
-        x, _, _, _ = self._encode(x, r, trace_source=False)
-        return self.pool(x)
+            parts = [self.forward(c, r=r) for c in x.split(step)]
+            return torch.cat(parts)  # [B, 1, D]
+        return self.pool(self._encode(x, r, trace_source=False)[0])
 
-    def _sub_batch(self, x: torch.Tensor) -> int:
+    def _sub_batch(self, x: Tensor) -> int:
         """Examples per encoder pass (see ``cpu_batch_tokens``)."""
         batch = x.shape[0] if x.ndim == 3 else 1
         if (
@@ -346,10 +306,7 @@ class AST(nn.Module):
         return max(1, self.cpu_batch_tokens // self.num_tokens)
 
     def forward_tokens(
-        self,
-        x: torch.Tensor,
-        r: Any = None,
-        trace_source: Optional[bool] = None,
+        self, x: Tensor, r: Any = None, trace_source: Optional[bool] = None
     ) -> TokenTrace:
         """Forward pass that also reports tokens, sizes and the source map.
 
@@ -363,18 +320,9 @@ class AST(nn.Module):
         """
         trace = self.trace_source if trace_source is None else trace_source
         tokens, size, source, schedule = self._encode(x, r, trace)
-        counts = [self.num_tokens]
-        for r_i in schedule:
-            counts.append(counts[-1] - r_i)
-        return TokenTrace(
-            pooled=self.pool(tokens),
-            tokens=tokens,
-            size=size,
-            source=source,
-            counts=counts,
-            schedule=schedule,
-            flops=self.flops(r),
-        )
+        counts = token_counts(self.num_tokens, schedule, self.num_prefix_tokens)
+        pooled, flops = self.pool(tokens), self.flops(r)
+        return TokenTrace(pooled, tokens, size, source, counts, schedule, flops)
 
 
 def load_ast(

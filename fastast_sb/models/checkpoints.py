@@ -1,12 +1,10 @@
 """Reading and writing AST checkpoint files and folders.
 
-Reads torch files (through :func:`fastast_sb.checkpoint.read_checkpoint`),
-``.safetensors``, Hugging Face folders (``config.json`` + weights) and
-SpeechBrain checkpoint folders (the lobe, and optionally the head, among
-``*.ckpt``), in any layout of :mod:`fastast_sb.models.convert`.
-:func:`read_pretrained` returns AST arguments and weights, which
-:func:`fastast_sb.models.ast.load_ast` builds; :func:`save_ast` writes our
-own format.
+Reads torch and ``.safetensors`` files, Hugging Face folders (``config.json``
++ weights) and SpeechBrain checkpoint folders (lobe and head among
+``*.ckpt``), in any layout of :mod:`fastast_sb.models.convert`, as AST
+arguments and weights (:func:`read_pretrained`, built by
+:func:`fastast_sb.models.ast.load_ast`); :func:`save_ast` writes our format.
 """
 
 from __future__ import annotations
@@ -48,7 +46,6 @@ class Pretrained(NamedTuple):
     head_state: Optional[StateDict]  #: head weights (``norm.*``, ``linear.*``)
 
 
-# ------------------------------------------------------------------ reading
 def _read_file(path: Path) -> Read:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
@@ -75,19 +72,6 @@ def _read_file(path: Path) -> Read:
     wrappers = ("state_dict", "model")
     wrapped = (obj[w] for w in wrappers if isinstance(obj.get(w), dict))
     return next(wrapped, obj), meta
-
-
-def _read_hf_folder(folder: Path) -> Read:
-    names = ("model.safetensors", "pytorch_model.bin")
-    found = [folder / n for n in names if (folder / n).is_file()]
-    if not found:
-        raise ValueError(
-            f"Hugging Face folder {folder} has config.json but neither "
-            "model.safetensors nor pytorch_model.bin"
-        )
-    sd, meta = _read_file(found[0])
-    meta["hf_config"] = json.loads((folder / "config.json").read_text())
-    return sd, meta
 
 
 def _is_lobe(obj: Dict[str, Any]) -> bool:
@@ -134,9 +118,18 @@ def _read_sb_folder(folder: Path) -> Read:
 
 
 def _read(path: Path) -> Read:
+    if path.is_dir() and (path / "config.json").is_file():  # Hugging Face
+        names = ("model.safetensors", "pytorch_model.bin")
+        found = [path / n for n in names if (path / n).is_file()]
+        if not found:
+            raise ValueError(
+                f"Hugging Face folder {path} has config.json but neither "
+                "model.safetensors nor pytorch_model.bin"
+            )
+        sd, meta = _read_file(found[0])
+        meta["hf_config"] = json.loads((path / "config.json").read_text())
+        return sd, meta
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return _read_hf_folder(path)
         if any(path.glob("*.ckpt")):
             return _read_sb_folder(path)
         raise ValueError(
@@ -155,7 +148,6 @@ def _read(path: Path) -> Read:
     return sd, meta
 
 
-# ------------------------------------------------------- config guessing
 def _stored_grid(pos: torch.Tensor, cfg: Mapping[str, Any]) -> Tuple[int, int]:
     """(f_dim, t_dim) of a checkpoint's positional embedding."""
     f_dim = patch_grid(cfg["input_fdim"], cfg["patch_size"], cfg["fstride"])
@@ -171,19 +163,16 @@ def _stored_grid(pos: torch.Tensor, cfg: Mapping[str, Any]) -> Tuple[int, int]:
     return f_dim, patches // f_dim
 
 
-# -------------------------------------------------------------- public API
 def read_pretrained(
     path: Union[str, Path], input_tdim: Optional[int] = None, **overrides: Any
 ) -> Pretrained:
     """Read any supported checkpoint as AST arguments and our weights.
 
-    The layout is detected from the keys. Width, depth, patch size, MLP
-    ratio and qkv bias come from the tensors; heads, LayerNorm epsilon,
-    strides and frame count from the stored config (our files, HF
-    ``config.json``), else heads = width // 64, eps 1e-6, strides 10 and the
-    frame count from the positional embedding (a multiple of 16 if any, as
-    AST's 128, 512 and 1024), which is resampled to ``input_tdim`` by the
-    AST rule.
+    The layout is detected from the keys, the architecture from the tensors
+    and the stored config (ours, HF ``config.json``), else heads = width //
+    64, eps 1e-6, strides 10 and the frame count from the positional
+    embedding (a multiple of 16 if any, as AST's 128, 512 and 1024), which
+    is resampled to ``input_tdim`` by the AST rule.
 
     Arguments
     ---------
@@ -326,10 +315,9 @@ def save_ast(
 ) -> None:
     """Write an AST (and its head) in our format, read by ``load_ast``.
 
-    A ``.safetensors`` file keeps the configs as JSON metadata; any other
-    path gets ``torch.save({"format", "state_dict", "config",
-    "head_config"})``. ``config`` (AST arguments) is :func:`ast_config`'s
-    by default; the head is stored under ``head.*``.
+    ``.safetensors`` keeps the configs as JSON metadata, other paths get
+    ``torch.save({"format", "state_dict", "config", "head_config"})``; the
+    head goes under ``head.*``, ``config`` defaults to :func:`ast_config`'s.
 
     Example
     -------

@@ -1,13 +1,12 @@
 """State-dict key maps: Hugging Face / original AST -> our AST lobe.
 
-Pure functions on flat state dicts (key maps, layout detection, the
-architecture a state dict implies); files are read and written by
-:mod:`fastast_sb.models.checkpoints`. Our names are timm's (``cls_token``,
-``pos_embed``, ``patch_embed.proj``, ``blocks.{i}.attn.qkv``, ``norm``, ...)
-plus the head under ``head.norm`` / ``head.linear``. Sources: the original
-AST code (``module.v.*``, ``module.mlp_head.{0,1}``) and both generations
-of Hugging Face names (``encoder.layer.{i}.attention.attention.query`` on
-disk, ``layers.{i}.attention.q_proj`` in transformers 5).
+Pure functions on flat state dicts (key maps, layout detection, implied
+architecture); :mod:`fastast_sb.models.checkpoints` does the files. Our names
+are timm's (``pos_embed``, ``blocks.{i}.attn.qkv``, ...) plus ``head.norm`` /
+``head.linear``. Sources: the original AST (``module.v.*``,
+``module.mlp_head.{0,1}``) and both generations of Hugging Face names
+(``encoder.layer.{i}.attention.attention.query`` on disk,
+``layers.{i}.attention.q_proj`` in transformers 5).
 
 References: Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram
 Transformer", Interspeech 2021; T. Wolf et al., "Transformers:
@@ -190,7 +189,7 @@ def convert_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> StateDict:
     qkv: Dict[Tuple[int, str], Dict[int, torch.Tensor]] = {}
     unexpected: List[str] = []
     for key, value in _tensors(sd).items():
-        name = key[len(_HF_PREFIX) :] if key.startswith(_HF_PREFIX) else key
+        name = key.removeprefix(_HF_PREFIX)
         match = _HF_LAYER.match(name)
         idx, module, kind = (
             (int(match[1]), match[2], match[3]) if match else (0, "", "")

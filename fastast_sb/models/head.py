@@ -1,5 +1,4 @@
-"""AST's classification head: LayerNorm then Linear over the pooled
-embedding."""
+"""AST's classification head: LayerNorm then Linear over the embedding."""
 
 from __future__ import annotations
 
@@ -18,10 +17,8 @@ class ASTHead(nn.Module):
 
     Arguments
     ---------
-    input_size : int
-        Embedding width D.
-    n_classes : int
-        Output classes.
+    input_size, n_classes : int
+        Embedding width D; output classes.
     norm_eps : float
         LayerNorm epsilon.
 

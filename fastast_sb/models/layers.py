@@ -1,9 +1,8 @@
 """Transformer layers of the AST: patch embedding, attention, MLP, block.
 
-Names follow timm (``patch_embed.proj``, ``attn.qkv``, ``mlp.fc1``) so that
+Names follow timm (``patch_embed.proj``, ``attn.qkv``, ``mlp.fc1``), so
 checkpoint conversion is a key map. Each block merges tokens (ToMe) between
-its attention residual and its MLP; the number merged, the token sizes and
-the source map are arguments of ``forward``, never module state.
+attention and MLP; r, sizes and source map are ``forward`` arguments.
 
 References: Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021;
 Gong et al., "AST: Audio Spectrogram Transformer", Interspeech 2021;
@@ -16,7 +15,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from fastast_sb.tome.merge import (
     bipartite_soft_matching,
@@ -56,15 +55,12 @@ def is_tracing() -> bool:
     >>> is_tracing()
     False
     """
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None:
-        if getattr(compiler, "is_compiling", lambda: False)():
-            return True
-        if getattr(compiler, "is_exporting", lambda: False)():
-            return True
-    return False
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
 
 
 def patch_grid(length: int, patch: int, stride: int) -> int:
@@ -87,14 +83,10 @@ class PatchEmbed(nn.Module):
 
     Arguments
     ---------
-    input_fdim : int
-        Mel bins F.
-    input_tdim : int
-        Frames T.
-    patch_size : int
-        Square patch side.
-    fstride, tstride : int
-        Strides along frequency and time.
+    input_fdim, input_tdim : int
+        Mel bins F and frames T.
+    patch_size, fstride, tstride : int
+        Square patch side; strides along frequency and time.
     embed_dim : int
         Output width D.
 
@@ -124,7 +116,7 @@ class PatchEmbed(nn.Module):
             1, embed_dim, kernel_size=patch_size, stride=(fstride, tstride)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """[B, T, F] features -> [B, f_dim * t_dim, D] (frequency-major)."""
         x = x.unsqueeze(1).transpose(2, 3)  # [B, 1, F, T]
         x = self.proj(x)  # [B, D, f_dim, t_dim]
@@ -166,11 +158,8 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self,
-        x: torch.Tensor,
-        size: Optional[torch.Tensor] = None,
-        need_metric: bool = True,
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, x: Tensor, size: Optional[Tensor] = None, need_metric: bool = True
+    ) -> Tuple[Tensor, Optional[Tensor]]:
         """Attend over x [B, N, D].
 
         Arguments
@@ -187,34 +176,37 @@ class Attention(nn.Module):
         out : torch.Tensor
             [B, N, D].
         metric : torch.Tensor or None
-            [B, N, head_dim] keys averaged over heads (ToMe's metric), or
-            ``None`` when not asked for.
+            [B, N, head_dim] keys averaged over heads (ToMe's metric).
         """
         b, n, c = x.shape
-        # Three products with row blocks of the qkv weight (same numbers as
-        # one): dense [B, N, D] q, k, v, which SDPA reads faster than three
-        # strided slices of one [B, N, 3D] output.
-        qkv_bias = self.qkv.bias
-        biases = (None,) * 3 if qkv_bias is None else qkv_bias.chunk(3)
-        q, k, v = (
-            F.linear(x, w, bias)  # [B, N, D]
-            .view(b, n, self.num_heads, self.head_dim)
-            .transpose(1, 2)  # [B, H, N, hd]
-            for w, bias in zip(self.qkv.weight.chunk(3), biases)
-        )
+        q, k, v = self._qkv(x)  # each [B, H, N, hd]
         mask = None
         if size is not None:
             mask = size.log().to(q.dtype).reshape(b, 1, 1, n)  # [B, 1, 1, N]
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.attn_drop if self.training else 0.0,
-        )
+        drop = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, mask, drop)
         out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, D]
         metric = k.mean(dim=1) if need_metric else None  # [B, N, hd]
         return self.proj_drop(self.proj(out)), metric
+
+    def _qkv(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """q, k, v [B, H, N, hd] of x [B, N, D]."""
+        b, n, _ = x.shape
+        weight = getattr(self.qkv, "weight", None)
+        if type(weight) not in (Tensor, nn.Parameter):
+            # A quantized qkv layer (int8): one product, then split.
+            qkv = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim)
+            return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # One product per row block of the qkv weight (the same numbers):
+        # dense q, k, v, which SDPA reads faster than strided slices.
+        bias = self.qkv.bias
+        biases = (None,) * 3 if bias is None else bias.chunk(3)
+        return tuple(
+            F.linear(x, w, bias_i)  # [B, N, D]
+            .view(b, n, self.num_heads, self.head_dim)
+            .transpose(1, 2)  # [B, H, N, hd]
+            for w, bias_i in zip(weight.chunk(3), biases)
+        )
 
 
 class Mlp(nn.Module):
@@ -233,13 +225,11 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """[B, N, D] -> [B, N, D].
 
-        Without autograd, GELU runs in place on fc1's output: the same
-        numbers without allocating (and page-faulting in) a second
-        [B, N, hidden] tensor, the largest of the block (measured 2-5 %
-        faster for base at T=512 on CPU).
+        Without autograd GELU runs in place: one [B, N, hidden] tensor, the
+        block's largest, fewer (2-5 % faster for base at T=512 on CPU).
         """
         h = self.fc1(x)  # [B, N, hidden]
         if h.requires_grad or is_tracing():
@@ -264,14 +254,13 @@ class DropPath(nn.Module):
             raise ValueError(f"drop_path must be in [0, 1), got {drop_prob}")
         self.drop_prob = drop_prob
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         """Scale kept examples by 1 / keep_prob in training."""
         if self.drop_prob == 0.0 or not self.training:
             return x
         keep = 1.0 - self.drop_prob
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        mask = x.new_empty(shape).bernoulli_(keep)
-        return x * mask / keep
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1))
+        return x * mask.bernoulli_(keep) / keep
 
 
 class Block(nn.Module):
@@ -307,13 +296,13 @@ class Block(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        x: Tensor,
         r: int = 0,
-        size: Optional[torch.Tensor] = None,
-        source: Optional[torch.Tensor] = None,
+        size: Optional[Tensor] = None,
+        source: Optional[Tensor] = None,
         prop_attn: bool = True,
         trace_source: bool = False,
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Run the block, merging ``r`` tokens.
 
         Arguments
@@ -326,10 +315,8 @@ class Block(nn.Module):
             [B, N, 1] token sizes; ``None`` means all ones.
         source : torch.Tensor, optional
             [B, N, N_in] source map, updated when ``trace_source``.
-        prop_attn : bool
-            Use proportional attention when sizes are known.
-        trace_source : bool
-            Track the source map.
+        prop_attn, trace_source : bool
+            Proportional attention when sizes are known; track the source map.
 
         Returns
         -------
@@ -339,7 +326,7 @@ class Block(nn.Module):
         attn_size = size if prop_attn else None
         y, metric = self.attn(self.norm1(x), attn_size, need_metric=r > 0)
         x = x + self.drop_path(y)
-        if r > 0 and metric is not None:
+        if metric is not None:
             merge, _ = bipartite_soft_matching(metric, r)  # CLS, DIST kept
             if trace_source:
                 source = merge_source(merge, x, source)

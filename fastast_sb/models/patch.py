@@ -1,9 +1,6 @@
-"""``apply_tome``: switch token merging on (or off) for any AST.
-
-Works on a freshly built model and on one trained without merging
-("Inf" in FastAST's Table 1): merging adds no parameters, so the trained
-weights are used as they are.
-"""
+"""``apply_tome``: switch token merging on (or off) for any AST, also one
+trained without merging ("Inf" in FastAST's Table 1): merging adds no
+parameters."""
 
 from __future__ import annotations
 
@@ -45,10 +42,8 @@ def apply_tome(
     r : Schedule, int, str or list
         Merge schedule (:func:`fastast_sb.tome.schedule.parse_schedule`);
         0 disables.
-    prop_attn : bool
-        Proportional attention.
-    trace_source : bool
-        Track source maps in ``forward_tokens``.
+    prop_attn, trace_source : bool
+        Proportional attention; track source maps in ``forward_tokens``.
 
     Returns
     -------

@@ -1,13 +1,11 @@
 """Positional-embedding adaptation to another patch grid (the AST rule).
 
-AST fine-tunes one learned positional embedding for a fixed input length.
-To use it with another length, the patch part of the embedding is viewed as
-its (frequency, time) grid and fitted to the new grid one axis at a time:
-time first, then frequency. An axis that shrinks keeps its middle rows
-(start ``old // 2 - new // 2``, the offset AST's own code uses); an axis
-that grows is bilinearly interpolated (``align_corners=False``). The prefix
-rows (CLS and DIST) are kept as they are. The same rule adapts ImageNet DeiT
-24x24 grids.
+The patch part of a learned positional embedding is viewed as its
+(frequency, time) grid and fitted to the new grid one axis at a time, time
+first: a shrinking axis keeps its middle rows (start ``old // 2 - new // 2``,
+as AST's code), a growing one is bilinearly interpolated
+(``align_corners=False``). The prefix rows (CLS, DIST) are kept. The same
+rule adapts ImageNet DeiT 24x24 grids.
 
 Reference: Y. Gong, Y.-A. Chung, J. Glass, "AST: Audio Spectrogram
 Transformer", Interspeech 2021.
@@ -25,12 +23,10 @@ def _fit_axis(grid: torch.Tensor, new: int, dim: int) -> torch.Tensor:
     """Cut the middle of, or interpolate, one axis of a [B, D, f, t] grid."""
     old = grid.shape[dim]
     if new <= old:
-        start = old // 2 - new // 2
-        return grid.narrow(dim, start, new)
-    size = list(grid.shape[2:])
-    size[dim - 2] = new
+        return grid.narrow(dim, old // 2 - new // 2, new)
+    size = [new if i == dim else s for i, s in enumerate(grid.shape)]
     return F.interpolate(
-        grid, size=tuple(size), mode="bilinear", align_corners=False
+        grid, size=size[2:], mode="bilinear", align_corners=False
     )
 
 
@@ -57,10 +53,8 @@ def resample_pos_embed(
     ---------
     pos_embed : torch.Tensor
         [B, num_prefix + f * t, D] embedding (B is 1 in checkpoints).
-    old_grid : (int, int)
-        (f_dim, t_dim) of ``pos_embed``.
-    new_grid : (int, int)
-        (f_dim, t_dim) wanted.
+    old_grid, new_grid : (int, int)
+        (f_dim, t_dim) of ``pos_embed``, and the one wanted.
     num_prefix : int
         Leading rows kept unchanged (CLS and DIST for AST).
 
@@ -93,10 +87,7 @@ def resample_pos_embed(
         return pos_embed
     prefix = pos_embed[:, :num_prefix]  # [B, P, D]
     patches = pos_embed[:, num_prefix:]  # [B, f * t, D]
-    dtype = pos_embed.dtype
     grid = patches.transpose(1, 2).reshape(b, d, old_f, old_t)  # [B, D, f, t]
-    grid = grid.float()
-    grid = _fit_axis(grid, new_t, dim=3)
-    grid = _fit_axis(grid, new_f, dim=2)
+    grid = _fit_axis(_fit_axis(grid.float(), new_t, dim=3), new_f, dim=2)
     patches = grid.reshape(b, d, new_f * new_t).transpose(1, 2)  # [B, f't', D]
-    return torch.cat([prefix, patches.to(dtype)], dim=1)
+    return torch.cat([prefix, patches.to(pos_embed.dtype)], dim=1)

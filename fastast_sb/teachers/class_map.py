@@ -1,11 +1,10 @@
 """Map AudioSet logits onto another label set (zero-shot teaching).
 
-Each target class lists the AudioSet classes it covers; its logit is the
-``"logsumexp"`` of theirs (default: a smooth maximum that also credits
-related classes firing together, e.g. "Dog", "Bark" and "Bow-wow") or their
-``"max"``. A recipe keeps its maps as data, e.g.
-``recipes/ESC50/esc10_class_map.yaml`` (0.975 zero-shot accuracy on ESC-10
-with ``mn04_as``; 0.972 with max).
+Each target class lists the AudioSet classes it covers; its logit is their
+``"logsumexp"`` (default: a smooth maximum that also credits related classes
+firing together, e.g. "Dog", "Bark" and "Bow-wow") or ``"max"``. Recipes keep
+maps as data, e.g. ``recipes/ESC50/esc10_class_map.yaml`` (0.975 zero-shot
+accuracy on ESC-10 with ``mn04_as``; 0.972 with max).
 
 References
 ----------
@@ -96,17 +95,14 @@ class ClassMap(nn.Module):
             )
         if not mapping:
             raise ValueError("mapping is empty, expected >= 1 target class")
+        given = None if source_labels is None else len(source_labels)
         if num_source_classes is None:
             num_source_classes = (
-                AUDIOSET_NUM_CLASSES
-                if source_labels is None
-                else len(source_labels)
+                AUDIOSET_NUM_CLASSES if given is None else given
             )
-        if source_labels is not None and len(source_labels) != (
-            num_source_classes
-        ):
+        if given is not None and given != num_source_classes:
             raise ValueError(
-                f"{len(source_labels)} source labels given, expected "
+                f"{given} source labels given, expected "
                 f"num_source_classes={num_source_classes}"
             )
         names = {name: i for i, name in enumerate(source_labels or ())}
@@ -122,12 +118,10 @@ class ClassMap(nn.Module):
             groups.append(
                 [_index(s, target, names, num_source_classes) for s in sources]
             )
-        width = max(len(g) for g in groups)
-        index = torch.zeros(len(groups), width, dtype=torch.long)
-        valid = torch.zeros(len(groups), width, dtype=torch.bool)
-        for k, group in enumerate(groups):
-            index[k, : len(group)] = torch.tensor(group)
-            valid[k, : len(group)] = True
+        sizes = torch.tensor([len(g) for g in groups])  # [K]
+        width = int(sizes.max())
+        index = torch.tensor([g + [0] * (width - len(g)) for g in groups])
+        valid = torch.arange(width) < sizes[:, None]
         self.register_buffer("index", index, persistent=False)  # [K, M]
         self.register_buffer("valid", valid, persistent=False)  # [K, M]
         self.target_labels = list(mapping)
@@ -153,8 +147,8 @@ def read_class_map(
 ) -> Dict[str, List[Union[str, int]]]:
     """Read a class map from a YAML/JSON file, or the file a name stands for.
 
-    ``spec`` is a name in ``class_maps`` (named files, e.g. a recipe's
-    ``{"esc10": ...}``) or a file of ``target: [sources]`` lines.
+    ``spec`` is a name in ``class_maps`` (e.g. a recipe's ``{"esc10": ...}``)
+    or a file of ``target: [sources]`` lines.
 
     Example
     -------
@@ -203,10 +197,8 @@ def build_class_map(
         :func:`read_class_map`.
     labels_csv : str or Path, optional
         AudioSet ``class_labels_indices.csv``; needed for source names.
-    num_source_classes : int, optional
-        Number of teacher logits (by default the number of labels, or 527).
-    aggregation : str
-        ``"logsumexp"`` or ``"max"``.
+    num_source_classes, aggregation
+        As for :class:`ClassMap`: teacher logits, ``"logsumexp"`` / ``"max"``.
     class_maps : mapping of str to path, optional
         Named class-map files.
 

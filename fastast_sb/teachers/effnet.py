@@ -1,15 +1,13 @@
 """EfficientNet-B2 with multi-head attention pooling (PSLA / CMKD teacher).
 
 An EfficientNet trunk over a one-channel log-mel spectrogram, a mean over
-the remaining frequency axis, then attention pooling over time: each head
-pools class outputs ``W_c x`` with weights ``sigmoid(W_a x)`` normalised over
-time, and the heads are summed with learned softmax weights. PSLA applies a
-sigmoid to the class outputs; here they stay logits, as
-:func:`fastast_sb.distill.cmkd_loss` expects.
+frequency, then attention pooling over time: each head pools class outputs
+``W_c x`` with weights ``sigmoid(W_a x)`` normalised over time; the heads
+are summed with learned softmax weights. The outputs stay logits (PSLA
+applies a sigmoid), as :func:`fastast_sb.distill.cmkd_loss` expects.
 
-Input is AST-normalised features ``(fbank - mean) / (2 * std)``;
-``renormalize=True`` converts them to PSLA's ``(fbank - mean) / std``
-(AudioSet mean -4.6476, std 4.5699) for weights trained the PSLA way.
+Input is AST-normalised features ``(fbank - mean) / (2 * std)``; for weights
+trained the PSLA way, ``renormalize=True`` gives ``(fbank - mean) / std``.
 
 References
 ----------
@@ -56,8 +54,6 @@ class AttentionPooling(nn.Module):
     ---------
     in_channels, num_classes, num_heads : int
         Input channels, output logits and attention heads.
-    eps : float
-        Floor of the attention weights before normalisation.
 
     Example
     -------
@@ -67,11 +63,7 @@ class AttentionPooling(nn.Module):
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        num_heads: int = 4,
-        eps: float = 1e-7,
+        self, in_channels: int, num_classes: int, num_heads: int = 4
     ) -> None:
         super().__init__()
         if num_heads < 1:
@@ -80,7 +72,6 @@ class AttentionPooling(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_heads = num_heads
         self.num_classes = num_classes
-        self.eps = eps
         # All heads in one 1x1 convolution each: [H * classes] channels.
         self.attention = nn.Conv1d(in_channels, num_heads * num_classes, 1)
         self.classes = nn.Conv1d(in_channels, num_heads * num_classes, 1)
@@ -94,7 +85,7 @@ class AttentionPooling(nn.Module):
         batch, _, time = x.shape
         shape = (batch, self.num_heads, self.num_classes, time)
         att = torch.sigmoid(self.attention(x)).view(shape)  # [B, H, K, T]
-        att = att.clamp(min=self.eps)
+        att = att.clamp(min=1e-7)  # PSLA's floor before normalisation
         if mask is not None:
             att = att * mask[:, None, None, :].to(att.dtype)
         att = att / att.sum(dim=-1, keepdim=True)
@@ -117,10 +108,10 @@ class EfficientNetTeacher(nn.Module):
     model_name : str
         ``efficientnet_pytorch`` model name.
     renormalize : bool
-        Map input from ``(x - input_mean) / (2 * input_std)`` to
-        ``(x - target_mean) / target_std`` (PSLA's convention).
-    input_mean, input_std, target_mean, target_std : float
-        The two normalisations.
+        Map input from ``(x - input_mean) / (2 * input_std)`` to PSLA's
+        ``(x - PSLA_AUDIOSET_MEAN) / PSLA_AUDIOSET_STD``.
+    input_mean, input_std : float
+        The AST normalisation of the input.
 
     Example
     -------
@@ -137,15 +128,10 @@ class EfficientNetTeacher(nn.Module):
         renormalize: bool = False,
         input_mean: float = AST_AUDIOSET_MEAN,
         input_std: float = AST_AUDIOSET_STD,
-        target_mean: float = PSLA_AUDIOSET_MEAN,
-        target_std: float = PSLA_AUDIOSET_STD,
     ) -> None:
         super().__init__()
-        if input_std <= 0 or target_std <= 0:
-            raise ValueError(
-                f"input_std and target_std must be > 0, got {input_std} and "
-                f"{target_std}"
-            )
+        if input_std <= 0:
+            raise ValueError(f"input_std must be > 0, got {input_std}")
         self.trunk = EfficientNet.from_name(model_name, in_channels=1)
         # Only ``extract_features`` is used: drop the unused ImageNet
         # classifier so that every parameter receives a gradient (DDP).
@@ -154,8 +140,8 @@ class EfficientNetTeacher(nn.Module):
         self.pooling = AttentionPooling(channels, num_classes, num_heads)
         self.renormalize = renormalize
         # x_psla = x_ast * scale + shift, with fbank = x_ast * 2 s_in + m_in.
-        self.scale = 2.0 * input_std / target_std
-        self.shift = (input_mean - target_mean) / target_std
+        self.scale = 2.0 * input_std / PSLA_AUDIOSET_STD
+        self.shift = (input_mean - PSLA_AUDIOSET_MEAN) / PSLA_AUDIOSET_STD
         self.num_classes = num_classes
 
     @classmethod
@@ -189,12 +175,10 @@ class EfficientNetTeacher(nn.Module):
 
         Example
         -------
-        >>> teacher = EfficientNetTeacher(
-        ...     2, model_name="efficientnet-b0", renormalize=True
-        ... )
+        >>> t = EfficientNetTeacher(2, "efficientnet-b0", renormalize=True)
         >>> fbank = torch.tensor([[[PSLA_AUDIOSET_MEAN]]])
         >>> ast = (fbank - AST_AUDIOSET_MEAN) / (2 * AST_AUDIOSET_STD)
-        >>> teacher.normalize(ast).abs().item() < 1e-6
+        >>> t.normalize(ast).abs().item() < 1e-6
         True
         """
         if not self.renormalize:
@@ -210,8 +194,7 @@ class EfficientNetTeacher(nn.Module):
             raise ValueError(
                 f"feats must be [B, T, F], got shape {tuple(feats.shape)}"
             )
-        x = self.normalize(feats)
-        x = x.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
+        x = self.normalize(feats).transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
         x = self.trunk.extract_features(x)  # [B, C, F / 32, T / 32]
         x = x.mean(dim=2)  # [B, C, T']
         mask = None

@@ -1,17 +1,14 @@
 """``FrozenTeacher``: a teacher network, frozen, eval-locked, without grad.
 
-Consistent teaching (CMKD, FastAST) runs the teacher on the very batch the
-student sees: :class:`~fastast_sb.brain.FastASTBrain` calls
-``teacher(wavs, lens, feats)`` and the wrapper calls ``model(x, lens)`` with
-``x`` the AST-normalised features ``[B, T, F]`` of the augmented batch
-(``input="feats"``) or the mixed waveform ``[B, S]`` (``input="wavs"``, for
-a network with its own front end: it hears mixup, not SpecAugment). A
-:class:`~fastast_sb.teachers.class_map.ClassMap` can map the logits to the
-task's classes. The wrapper freezes every parameter, stays in eval mode
-whatever ``train()`` asks and runs under ``torch.no_grad()``; keep it out of
-the Brain's ``modules``, which SpeechBrain trains. Checkpoints are the
-network's state-dict files (of a SpeechBrain run: ``<module>.ckpt`` in
-``save/CKPT+...``).
+Consistent teaching (CMKD, FastAST) runs the teacher on the student's batch:
+:class:`~fastast_sb.brain.FastASTBrain` calls ``teacher(wavs, lens, feats)``,
+the wrapper ``model(x, lens)`` on the augmented batch's AST-normalised
+features ``[B, T, F]`` (``input="feats"``) or mixed waveform ``[B, S]``
+(``input="wavs"``: a network with its own front end hears mixup, not
+SpecAugment). A :class:`~fastast_sb.teachers.class_map.ClassMap` can map the
+logits to the task's classes. Keep the wrapper out of the Brain's
+``modules``, which SpeechBrain trains. Checkpoints are state-dict files (of a
+SpeechBrain run: ``<module>.ckpt`` in ``save/CKPT+...``).
 
 References
 ----------
@@ -99,9 +96,8 @@ class FrozenTeacher(nn.Module):
     Raises
     ------
     ValueError
-        When the class counts of the network, the class map and
-        ``n_classes`` disagree (checked here when the network declares
-        ``num_classes``, else once, at its first forward).
+        When the class counts of network, class map and ``n_classes``
+        disagree (checked at the first forward if the network declares none).
 
     Example
     -------
@@ -109,8 +105,7 @@ class FrozenTeacher(nn.Module):
     >>> teacher = FrozenTeacher(net, input="feats", n_classes=4)
     >>> teacher.train().training  # eval-locked
     False
-    >>> wavs, lens = torch.randn(2, 16000), torch.ones(2)
-    >>> logits = teacher(wavs, lens, torch.randn(2, 128, 128))
+    >>> logits = teacher(torch.randn(2, 16000), None, torch.randn(2, 128, 128))
     >>> logits.shape, logits.requires_grad
     (torch.Size([2, 4]), False)
     """
@@ -140,9 +135,8 @@ class FrozenTeacher(nn.Module):
         if checkpoint is not None:
 
             def fill(state: Dict[str, torch.Tensor]) -> nn.Module:
-                state = strip_prefix(
-                    state, ("module.", "net."), model.state_dict()
-                )
+                own = model.state_dict()
+                state = strip_prefix(state, ("module.", "net."), own)
                 model.load_state_dict(state, strict=True)
                 return model
 
@@ -230,31 +224,22 @@ class FrozenTeacher(nn.Module):
         task: Tuple[Any, ...],
         net_args: Dict[str, Any],
     ) -> FrozenTeacher:
-        """The factories' one path: network, class map, frozen wrapper.
-
-        ``task`` is the factories' ``(n_classes, class_map, labels_csv,
-        aggregation, class_maps)``. With a checkpoint,
-        ``net.from_state_dict(state, **net_args)`` reads the network's shape;
-        random weights (tests, smoke runs) get ``net_args``, ``num_classes``
-        defaulting to the class map's source count, else ``n_classes``.
-        """
+        """The factories' one path: network (``net.from_state_dict`` of the
+        checkpoint, else random; both get ``net_args``), class map, wrapper;
+        ``task`` is ``(n_classes, class_map, labels_csv, aggregation,
+        class_maps)``."""
         n_classes, class_map, labels_csv, aggregation, class_maps = task
-        model = None
+        model, outputs = None, net_args.get("num_classes")
         if checkpoint is not None:
             model = _load(
                 checkpoint,
                 net.__name__,
                 lambda state: net.from_state_dict(state, **net_args),
             )
-        outputs = (
-            net_args.get("num_classes") if model is None else model.num_classes
-        )
+            outputs = model.num_classes
+        labels = labels_beside(checkpoint, labels_csv)
         cmap = build_class_map(
-            class_map,
-            labels_beside(checkpoint, labels_csv),
-            outputs,
-            aggregation,
-            class_maps,
+            class_map, labels, outputs, aggregation, class_maps
         )
         if model is None:
             logger.warning("%s teacher has random weights", net.__name__)
@@ -337,10 +322,10 @@ class FrozenTeacher(nn.Module):
         >>> t(None, None, torch.randn(1, 64, 128)).shape
         torch.Size([1, 3])
         """
+        task = (n_classes, class_map, labels_csv, aggregation, class_maps)
         net = dict(
             model_name=model_name, num_heads=num_heads, renormalize=renormalize
         )
-        task = (n_classes, class_map, labels_csv, aggregation, class_maps)
         return cls._build(EfficientNetTeacher, "feats", checkpoint, task, net)
 
     @classmethod

@@ -75,9 +75,8 @@ def _conv(
     act: Optional[type] = nn.Hardswish,
 ) -> nn.Sequential:
     """Convolution (no bias, same padding), batch norm, activation or none."""
-    pad = (kernel - 1) // 2
-    conv = nn.Conv2d(
-        c_in, c_out, kernel, stride, pad, groups=groups, bias=False
+    conv = nn.Conv2d(  # odd kernels: kernel // 2 is the same padding
+        c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False
     )
     norm = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01)
     return nn.Sequential(conv, norm, *([] if act is None else [act()]))
@@ -86,9 +85,8 @@ def _conv(
 class SqueezeExcitation(nn.Module):
     """Channel squeeze-excitation of ``[B, C, F, T]`` in EfficientAT's layout.
 
-    Mean over (F, T), ReLU bottleneck, sigmoid gate per channel. EfficientAT
-    keeps its excitation layers (here one, channel-wise) in
-    ``conc_se_layers``; the names are kept so that checkpoints load.
+    Mean over (F, T), ReLU bottleneck, sigmoid gate per channel, in
+    EfficientAT's ``conc_se_layers`` (one here) so that checkpoints load.
 
     Example
     -------
@@ -100,9 +98,8 @@ class SqueezeExcitation(nn.Module):
         super().__init__()
         fc1 = nn.Linear(channels, squeeze_channels)
         fc2 = nn.Linear(squeeze_channels, channels)
-        self.conc_se_layers = nn.ModuleList(
-            [nn.ModuleDict(dict(fc1=fc1, fc2=fc2))]
-        )
+        layer = nn.ModuleDict(dict(fc1=fc1, fc2=fc2))
+        self.conc_se_layers = nn.ModuleList([layer])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         se = self.conc_se_layers[0]
@@ -120,9 +117,8 @@ class InvertedResidual(nn.Module):
     use_se, use_hardswish : bool
         Squeeze-excitation after the depthwise conv; hardswish, not ReLU.
     stride : int
-        1 or 2 (a residual at stride 1 when ``in == out``).
-    se_ratio : int
-        Squeeze width = ``expanded_channels / se_ratio``, rounded to 8.
+        1 or 2 (a residual at stride 1 when ``in == out``); the squeeze
+        width is ``expanded_channels / 4``, rounded to 8.
 
     Example
     -------
@@ -140,7 +136,6 @@ class InvertedResidual(nn.Module):
         use_se: bool,
         use_hardswish: bool,
         stride: int,
-        se_ratio: int = 4,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -152,7 +147,7 @@ class InvertedResidual(nn.Module):
             layers.append(_conv(in_channels, exp, act=act))
         layers.append(_conv(exp, exp, kernel_size, stride, exp, act))
         if use_se:
-            layers.append(SqueezeExcitation(exp, _divisible(exp // se_ratio)))
+            layers.append(SqueezeExcitation(exp, _divisible(exp // 4)))
         layers.append(_conv(exp, out_channels, act=None))
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
@@ -171,8 +166,8 @@ class MobileNetV3(nn.Module):
         Channel width multiplier (0.4 for ``mn04``).
     num_classes : int
         Output logits.
-    dropout, se_ratio
-        Dropout before the last layer; squeeze-excitation reduction.
+    dropout : float
+        Dropout before the last layer.
 
     Example
     -------
@@ -186,7 +181,6 @@ class MobileNetV3(nn.Module):
         width_mult: float = 0.4,
         num_classes: int = AUDIOSET_NUM_CLASSES,
         dropout: float = 0.2,
-        se_ratio: int = 4,
     ) -> None:
         super().__init__()
         if width_mult <= 0:
@@ -200,7 +194,7 @@ class MobileNetV3(nn.Module):
         layers = [_conv(1, scale(_LARGE_BLOCKS[0][0]), 3, stride=2)]
         for cin, kernel, exp, cout, *flags in _LARGE_BLOCKS:
             shape = (scale(cin), kernel, scale(exp), scale(cout))
-            layers.append(InvertedResidual(*shape, *flags, se_ratio))
+            layers.append(InvertedResidual(*shape, *flags))
         last_in = scale(_LARGE_BLOCKS[-1][3])
         layers.append(_conv(last_in, 6 * last_in))
         self.features = nn.Sequential(*layers)
@@ -218,8 +212,7 @@ class MobileNetV3(nn.Module):
         self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Logits ``[B, C]`` of :class:`MobileNetFrontEnd` features
-        ``[B, T, F]`` (``lens`` unused: the clip is pooled whole, as trained).
-        """
+        ``[B, T, F]`` (``lens`` unused: clips are pooled whole, as trained)."""
         if feats.dim() != 3:
             raise ValueError(
                 f"feats must be [B, T, F], got shape {tuple(feats.shape)}"
@@ -229,20 +222,8 @@ class MobileNetV3(nn.Module):
 
 
 class MobileNetFrontEnd(nn.Module):
-    """EfficientAT's log-mel front end (evaluation, no augmentation).
-
-    Arguments
-    ---------
-    sample_rate : int
-        Input rate in Hz.
-    n_fft, win_length, hop_length : int
-        STFT size, symmetric Hann window length and frame shift.
-    n_mels, f_min, f_max
-        Kaldi-style (triangular on the mel scale) bands and their edges (Hz).
-    preemphasis : float
-        ``y[n] = x[n + 1] - preemphasis * x[n]``.
-    log_offset, norm_offset, norm_scale : float
-        ``(log(mel + log_offset) + norm_offset) / norm_scale``.
+    """EfficientAT's log-mel front end (evaluation, no augmentation) with the
+    settings of the module docstring, for 32 kHz input.
 
     Example
     -------
@@ -250,43 +231,16 @@ class MobileNetFrontEnd(nn.Module):
     torch.Size([2, 100, 128])
     """
 
-    def __init__(
-        self,
-        sample_rate: int = MOBILENET_SAMPLE_RATE,
-        n_fft: int = 1024,
-        win_length: int = 800,
-        hop_length: int = 320,
-        n_mels: int = 128,
-        f_min: float = 0.0,
-        f_max: float = 15000.0,
-        preemphasis: float = 0.97,
-        log_offset: float = 1e-5,
-        norm_offset: float = 4.5,
-        norm_scale: float = 5.0,
-    ) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        if win_length > n_fft:
-            raise ValueError(
-                f"win_length {win_length} must not exceed n_fft {n_fft}"
-            )
-        if not 0.0 <= f_min < f_max <= sample_rate / 2:
-            raise ValueError(
-                f"need 0 <= f_min < f_max <= {sample_rate / 2} Hz, got "
-                f"f_min={f_min}, f_max={f_max}"
-            )
-        self.sample_rate = sample_rate
-        self.stft = dict(
-            n_fft=n_fft, hop_length=hop_length, win_length=win_length
-        )
-        self.log_offset = log_offset
-        self.norm = (norm_offset, norm_scale)
-        window = torch.hann_window(win_length, periodic=False)
+        self.sample_rate = MOBILENET_SAMPLE_RATE
+        window = torch.hann_window(800, periodic=False)
         self.register_buffer("window", window, persistent=False)
-        kernel = torch.tensor([[[-preemphasis, 1.0]]])
+        kernel = torch.tensor([[[-0.97, 1.0]]])  # y[n] = x[n + 1] - 0.97 x[n]
         self.register_buffer("preemphasis_kernel", kernel, persistent=False)
-        # Kaldi mel banks cover n_fft // 2 bins; the Nyquist bin gets 0.
+        # 128 Kaldi mel banks over 0-15 kHz skip the Nyquist bin: it gets 0.
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
-            n_mels, n_fft, float(sample_rate), f_min, f_max, 100.0, -500.0, 1.0
+            128, 1024, float(self.sample_rate), 0.0, 15000.0, 100.0, -500.0, 1.0
         )
         banks = F.pad(banks, (0, 1)).float()  # [n_mels, n_fft // 2 + 1]
         self.register_buffer("mel_banks", banks, persistent=False)
@@ -294,19 +248,18 @@ class MobileNetFrontEnd(nn.Module):
     def forward(
         self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Features ``[B, (S - 1) // hop + 1, n_mels]`` of ``wavs [B, S]``."""
+        """Features ``[B, (S - 1) // 320 + 1, 128]`` of ``wavs [B, S]``."""
         if wavs.dim() != 2:
             raise ValueError(
                 f"wavs must be [B, S], got shape {tuple(wavs.shape)}"
             )
         x = F.conv1d(wavs.float().unsqueeze(1), self.preemphasis_kernel)
-        spec = torch.stft(
-            x.squeeze(1), window=self.window, return_complex=True, **self.stft
-        )  # center=True
+        spec = torch.stft(  # n_fft 1024, hop 320, window 800, center=True
+            x.squeeze(1), 1024, 320, 800, self.window, return_complex=True
+        )
         power = spec.real.square() + spec.imag.square()  # [B, n_fft/2+1, T]
-        mel = torch.log(self.mel_banks @ power + self.log_offset)
-        mel = (mel + self.norm[0]) / self.norm[1]  # [B, n_mels, T]
-        return mel.transpose(1, 2)  # [B, T, n_mels]
+        mel = torch.log(self.mel_banks @ power + 1e-5)  # [B, n_mels, T]
+        return ((mel + 4.5) / 5.0).transpose(1, 2)  # [B, T, n_mels]
 
 
 class MobileNetTeacher(nn.Module):
@@ -373,12 +326,9 @@ class MobileNetTeacher(nn.Module):
         stored = state["classifier.5.bias"].shape[0]
         num_classes = stored if num_classes is None else num_classes
         teacher = cls(sample_rate, width_mult, num_classes)
-        if num_classes != stored:
-            head = teacher.model.state_dict()
-            state = {
-                k: head[k] if k.startswith("classifier.5.") else v
-                for k, v in state.items()
-            }
+        if num_classes != stored:  # a new last layer
+            head = teacher.model.classifier[5].state_dict()
+            state.update({f"classifier.5.{k}": v for k, v in head.items()})
         teacher.model.load_state_dict(state, strict=True)
         return teacher.eval()
 
@@ -386,13 +336,8 @@ class MobileNetTeacher(nn.Module):
         self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Logits ``[B, num_classes]`` of ``wavs [B, S]`` at ``sample_rate``
-        (``lens`` unused: the network was trained on whole, padded clips).
-        """
-        if wavs.dim() != 2:
-            raise ValueError(
-                f"wavs must be [B, S], got shape {tuple(wavs.shape)}"
-            )
-        if self.sample_rate != self.frontend.sample_rate:
+        (``lens`` unused: the network was trained on whole, padded clips)."""
+        if self.sample_rate != self.frontend.sample_rate:  # frontend checks
             wavs = torchaudio.functional.resample(
                 wavs, self.sample_rate, self.frontend.sample_rate
             )

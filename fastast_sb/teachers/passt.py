@@ -1,19 +1,16 @@
 """PaSST: a ViT audio tagger with structured patchout, fed AST features.
 
-Our Patchout faSt Spectrogram Transformer: overlapping 16x16 patches
-(:class:`~fastast_sb.models.layers.PatchEmbed`, frequency-major grid), a
-frequency embedding ``[1, D, f_dim, 1]`` and a time embedding
-``[1, D, 1, t_dim]`` added to the grid plus one ``[1, 2, D]`` for CLS and
-DIST, structured patchout in training only (``s_patchout_t`` random time
-columns and ``s_patchout_f`` frequency rows dropped, the same for the whole
-batch), pre-LN blocks without merging, a final LayerNorm and
-``logits = head((x_CLS + x_DIST) / 2)``. Inputs shorter than ``input_tdim``
-use a cut of the time embedding (from a random offset in training). Names
-follow PaSST's, so its state dicts load after :func:`convert_passt_state_dict`.
+Our Patchout faSt Spectrogram Transformer: overlapping 16x16 patches on a
+frequency-major grid plus a frequency embedding ``[1, D, f_dim, 1]`` and a
+time embedding ``[1, D, 1, t_dim]`` (CLS and DIST get ``[1, 2, D]``),
+structured patchout in training (random time columns and frequency rows
+dropped for the whole batch), pre-LN blocks without merging, a final
+LayerNorm and ``logits = head((x_CLS + x_DIST) / 2)``. Shorter inputs use a
+cut of the time embedding (at a random offset in training). Names follow
+PaSST's: its state dicts load after :func:`convert_passt_state_dict`.
 
-PaSST's released models read 32 kHz audio through their own front end; here
-the model gets our 16 kHz AST features, the very ones the student sees, so
-released weights should be fine-tuned (or the model trained) on them first.
+Released PaSST weights expect their own 32 kHz front end: fine-tune them
+(or train the model) on the student's 16 kHz AST features first.
 
 References
 ----------
@@ -71,11 +68,10 @@ class PaSST(nn.Module):
         Output logits.
     s_patchout_t, s_patchout_f : int
         Time columns / frequency rows of the grid dropped in training.
-    mlp_ratio, drop_rate, attn_drop_rate, norm_eps : float
-        MLP width over D, dropouts after embeddings and projections and on
-        attention weights, LayerNorm epsilon.
-    drop_path_rate : float
-        Stochastic depth of the last block (linear from 0).
+    mlp_ratio, drop_rate, attn_drop_rate, drop_path_rate, norm_eps : float
+        MLP width over D; dropout after embeddings and projections, on
+        attention weights; stochastic depth of the last block (linear from
+        0); LayerNorm epsilon.
 
     Example
     -------
@@ -120,12 +116,7 @@ class PaSST(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        if input_fdim < patch_size or input_tdim < patch_size:
-            raise ValueError(
-                f"input of {input_tdim} frames x {input_fdim} mel bins is "
-                f"smaller than the patch size {patch_size}"
-            )
-        self.patch_embed = PatchEmbed(
+        self.patch_embed = PatchEmbed(  # checks the input fits a patch
             input_fdim, input_tdim, patch_size, fstride, tstride, embed_dim
         )
         f_dim, t_dim = self.patch_embed.f_dim, self.patch_embed.t_dim
@@ -185,14 +176,8 @@ class PaSST(nn.Module):
 
     def reset_parameters(self) -> None:
         """timm/DeiT initialisation: truncated normal (std 0.02)."""
-        init_vit_weights(
-            self,
-            self.cls_token,
-            self.dist_token,
-            self.new_pos_embed,
-            self.freq_new_pos_embed,
-            self.time_new_pos_embed,
-        )
+        # Own parameters: CLS, DIST and the three positional embeddings.
+        init_vit_weights(self, *self.parameters(recurse=False))
 
     @classmethod
     def from_state_dict(
@@ -231,8 +216,7 @@ class PaSST(nn.Module):
             "num_heads": max(embed_dim // 64, 1),
             "num_classes": int(state["head.1.bias"].shape[0]),
         }
-        config.update(overrides)
-        model = cls(**config)
+        model = cls(**{**config, **overrides})
         model.load_state_dict(state, strict=True)
         dims = (model.embed_dim, model.depth, model.grid, model.num_classes)
         logger.info("Loaded PaSST (D=%d, depth %d, grid %s, %d classes)", *dims)
@@ -246,8 +230,7 @@ class PaSST(nn.Module):
     def _check_input(self, feats: torch.Tensor) -> None:
         if feats.dim() != 3:
             raise ValueError(
-                f"PaSST expects features [B, T, F], got shape "
-                f"{tuple(feats.shape)}"
+                f"PaSST expects features [B, T, F], got {tuple(feats.shape)}"
             )
         frames, bins = feats.shape[1], feats.shape[2]
         if bins != self.input_fdim:
@@ -276,20 +259,16 @@ class PaSST(nn.Module):
         """Drop random time columns / frequency rows of ``x [B, D, f, t]``."""
         if not self.training:
             return x
-        f_dim, t_dim = x.shape[2], x.shape[3]
-        if self.s_patchout_t:
-            if self.s_patchout_t >= t_dim:
-                raise ValueError(
-                    f"s_patchout_t={self.s_patchout_t} would drop all "
-                    f"{t_dim} time columns of this input"
-                )
-            keep = torch.randperm(t_dim, device=x.device)
-            keep = keep[: t_dim - self.s_patchout_t].sort().values
-            x = x[:, :, :, keep]  # [B, D, f, t - s_t]
-        if self.s_patchout_f:
-            keep = torch.randperm(f_dim, device=x.device)
-            keep = keep[: f_dim - self.s_patchout_f].sort().values
-            x = x[:, :, keep, :]  # [B, D, f - s_f, t']
+        if self.s_patchout_t >= x.shape[3]:  # f_dim is checked in __init__
+            raise ValueError(
+                f"s_patchout_t={self.s_patchout_t} would drop all "
+                f"{x.shape[3]} time columns of this input"
+            )
+        for dim, drop in ((3, self.s_patchout_t), (2, self.s_patchout_f)):
+            if drop:
+                keep = torch.randperm(x.shape[dim], device=x.device)
+                keep = keep[: x.shape[dim] - drop].sort().values
+                x = x.index_select(dim, keep)  # [B, D, f - s_f, t - s_t]
         return x
 
     def forward_features(self, feats: torch.Tensor) -> torch.Tensor:

@@ -21,23 +21,9 @@ from fastast_sb.tome.merge import max_merge
 def token_counts(
     num_tokens: int, schedule: Sequence[int], protected: int = 2
 ) -> List[int]:
-    """Tokens entering each block, then the count after the last block.
-
-    ``n_{i+1} = n_i - min(r_i, (n_i - protected) // 2)``.
-
-    Arguments
-    ---------
-    num_tokens : int
-        Tokens entering the first block (patches + prefix tokens).
-    schedule : sequence of int
-        Requested r per block.
-    protected : int
-        Prefix tokens that never merge.
-
-    Returns
-    -------
-    list of int
-        ``len(schedule) + 1`` counts.
+    """Tokens entering each block, then after the last block (``len(schedule)
+    + 1`` counts): ``n_{i+1} = n_i - min(r_i, (n_i - protected) // 2)`` for
+    the requested r_i; ``num_tokens`` counts patches and prefix tokens.
 
     Example
     -------

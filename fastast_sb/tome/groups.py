@@ -1,16 +1,13 @@
 """Merged-token groups on the patch grid, from a ToMe source map.
 
-After the last block every token of a merged AST holds a group of input
-patches: row j of the source map marks the patches merged into token j
-(Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023, Fig. 4).
-:func:`merge_groups` gives each patch its group id;
+Row j of the last block's source map marks the input patches merged into
+token j (Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023,
+Fig. 4); :func:`merge_groups` gives each patch its group id and
 :mod:`fastast_sb.visualize` draws the groups over the spectrogram.
 
-AST's 16 x 16 patches overlap (stride 10), so a spectrogram cell lies in up
-to four patches; each cell takes the group of the patch whose centre is
-nearest (ties: the earlier patch), i.e. the stride cell centred in each
-patch, the cells beyond the first or last centre going to that patch
-(:func:`nearest_patch`). Outlines follow the edges of these regions
+AST's 16 x 16 patches overlap (stride 10), so each spectrogram cell takes
+the group of the patch whose centre is nearest (ties: the earlier patch;
+:func:`nearest_patch`); outlines follow the edges of these regions
 (:func:`boundaries`).
 """
 
@@ -28,11 +25,11 @@ def merge_groups(
 ) -> torch.Tensor:
     """Group id of every patch: the output token it was merged into.
 
-    ``source`` is one example's [N_out, N_in] source map (or [1, N_out,
-    N_in]) with ``num_prefix`` leading non-patch tokens (CLS, DIST);
-    ``grid`` the patch grid (f_dim, t_dim), frequency-major like
-    ``PatchEmbed`` (one row by default). Returns [f_dim, t_dim] long: entry
-    (f, t) is the row of ``source`` holding patch ``f * t_dim + t``.
+    ``source`` is one example's [N_out, N_in] (or [1, N_out, N_in]) source
+    map with ``num_prefix`` leading non-patch tokens; ``grid`` the
+    frequency-major patch grid (f_dim, t_dim), one row by default. Entry
+    (f, t) of the [f_dim, t_dim] result is the row holding patch
+    ``f * t_dim + t``.
 
     Example
     -------
@@ -119,10 +116,8 @@ def group_image(
     fstride: int = 10,
     tstride: int = 10,
 ) -> torch.Tensor:
-    """[F, T] group id of every spectrogram cell (row 0: lowest mel bin).
-
-    ``groups`` is the [f_dim, t_dim] grid of :func:`merge_groups`; cells
-    map to patches by :func:`nearest_patch`.
+    """[F, T] group id of every spectrogram cell (row 0: lowest mel bin),
+    from the [f_dim, t_dim] grid of :func:`merge_groups`.
 
     Example
     -------
@@ -138,17 +133,14 @@ def _extents(index: torch.Tensor, n: int) -> Tuple[List[int], List[int]]:
     """First and one-past-last cell of each patch's region."""
     ids = torch.arange(n)
     lo = torch.searchsorted(index, ids, right=False).tolist()
-    hi = torch.searchsorted(index, ids, right=True).tolist()
-    return lo, hi
+    return lo, torch.searchsorted(index, ids, right=True).tolist()
 
 
 def boundaries(
     groups: torch.Tensor, fmap: torch.Tensor, tmap: torch.Tensor
 ) -> List[Tuple[Tuple[int, int], Tuple[int, int]]]:
-    """Line segments (x = frame, y = bin) between patches of other groups.
-
-    ``groups`` from :func:`merge_groups`, ``fmap`` and ``tmap`` from
-    :func:`cell_maps`.
+    """Line segments (x = frame, y = bin) between patches of other groups
+    (``groups`` from :func:`merge_groups`, the maps from :func:`cell_maps`).
 
     Example
     -------
@@ -161,9 +153,7 @@ def boundaries(
     t_lo, t_hi = _extents(tmap, t_dim)
     segments = []
     for f, t in (groups[:, 1:] != groups[:, :-1]).nonzero().tolist():
-        x = t_hi[t]
-        segments.append(((x, f_lo[f]), (x, f_hi[f])))
+        segments.append(((t_hi[t], f_lo[f]), (t_hi[t], f_hi[f])))
     for f, t in (groups[1:, :] != groups[:-1, :]).nonzero().tolist():
-        y = f_hi[f]
-        segments.append(((t_lo[t], y), (t_hi[t], y)))
+        segments.append(((t_lo[t], f_hi[f]), (t_hi[t], f_hi[f])))
     return segments

@@ -1,28 +1,23 @@
 """Bipartite soft matching and size-weighted token merging.
 
-Our own implementation of token merging (ToMe) as described in
-D. Bolya, C.-Y. Fu, X. Dai, P. Zhang, C. Feichtenhofer, J. Hoffman,
-"Token Merging: Your ViT But Faster", ICLR 2023, adapted to the AST token
-layout (CLS at index 0, DIST at index 1) as in FastAST
-(Behera et al., "FastAST: Accelerating Audio Spectrogram Transformer via
-Token Merging and Cross-Model Knowledge Distillation", Interspeech 2024).
+Our own implementation of token merging (ToMe; Bolya et al., "Token
+Merging: Your ViT But Faster", ICLR 2023) for the AST token layout (CLS at
+index 0, DIST at index 1), as in FastAST (Behera et al., "FastAST:
+Accelerating Audio Spectrogram Transformer via Token Merging and
+Cross-Model Knowledge Distillation", Interspeech 2024).
 
-Every function here is pure: the state of a forward pass (token sizes,
-source maps) is passed in and returned, never stored. Only ``topk``
-values, comparisons, ``cumsum``, ``gather`` and ``scatter(_add)`` are used
-(no sort, no ``.item()``), so the merged model traces and exports
-(TorchScript, ``torch.export``, ONNX) for a fixed input length and
-schedule.
+Every function is pure: token sizes and source maps are passed in and
+returned, never stored. Only ``topk`` values, comparisons, ``cumsum``,
+``gather`` and ``scatter(_add)`` are used (no sort, no ``.item()``), so the
+merged model exports (TorchScript, ``torch.export``, ONNX) for a fixed
+input length and schedule.
 
-Layout of a merged sequence: tokens are split into a set A (even positions)
-and a set B (odd positions). CLS (index 0) is the first A token and is never
-a merge source; DIST (index 1) is the first B token and never a merge
+Tokens split into A (even positions) and B (odd positions). CLS, the first
+A token, is never a merge source; DIST, the first B token, never a
 destination. Each A token proposes an edge to its most similar B token
-(cosine); the r best edges merge (ties: the lower A index first). After
-merging, the sequence is ``[protected prefix, unmerged A (in order),
-B (in order)]``, where the prefix holds CLS then DIST, each only when
-protected, and is left out of the A and B parts. With both protected this
-is ``[CLS, DIST, A..., B...]``: CLS stays at index 0 and DIST at index 1.
+(cosine); the r best edges merge (ties: the lower A index first). The
+output is ``[protected prefix (CLS, DIST), unmerged A, B]``, each part in
+order, so CLS stays at index 0 and DIST at index 1.
 """
 
 from __future__ import annotations
@@ -36,17 +31,6 @@ MergeFn = Callable[[torch.Tensor], torch.Tensor]
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def num_protected(class_token: bool = True, distill_token: bool = True) -> int:
-    """Number of prefix tokens that never merge.
-
-    Example
-    -------
-    >>> num_protected(True, True)
-    2
-    """
-    return int(class_token) + int(distill_token)
 
 
 def max_merge(num_tokens: int, protected: int = 2) -> int:
@@ -63,27 +47,11 @@ def max_merge(num_tokens: int, protected: int = 2) -> int:
 def _split_top(
     scores: torch.Tensor, r: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Split indices into the r highest scores and the rest.
+    """Indices [B, r] of the r highest of [B, K] ``scores`` (no NaN,
+    ``0 <= r <= K``) and [B, K - r] of the rest, each in ascending order.
 
-    Equivalent to a stable descending ``argsort`` (ties: the lower index
-    counts as higher), but built from ``topk`` values, comparisons,
-    ``cumsum`` and ``scatter`` only, so every exporter (TorchScript,
-    ``torch.export``, both ONNX paths) supports it; tie order never depends
-    on the ``topk`` kernel.
-
-    Arguments
-    ---------
-    scores : torch.Tensor
-        [B, K] scores (no NaN).
-    r : int
-        How many to select, ``0 <= r <= K``.
-
-    Returns
-    -------
-    top : torch.Tensor
-        [B, r] indices of the r highest scores, in ascending index order.
-    rest : torch.Tensor
-        [B, K - r] the other indices, in ascending order.
+    A stable descending ``argsort`` (ties: the lower index first) from
+    exportable ops only; tie order never depends on the ``topk`` kernel.
 
     Example
     -------
@@ -110,12 +78,11 @@ def _split_top(
 class TokenMerge:
     """The merge step found by :func:`bipartite_soft_matching`.
 
-    Every output token has one *base* token (itself, for the tokens that
-    absorb nothing) plus the merge sources sent to it. Calling the object
-    sums each group; :meth:`weighted_average` averages it by size. Both
-    copy the base rows with one row gather (``index_select`` on the
-    flattened batch, a plain memory copy) and touch only the ``r`` source
-    rows otherwise: cheaper than a scatter over every token.
+    Every output token has one *base* token plus the merge sources sent to
+    it. Calling the object sums each group; :meth:`weighted_average`
+    averages it by size. Both copy the base rows with one row gather and
+    touch only the ``r`` source rows otherwise (cheaper than a scatter over
+    every token).
 
     Arguments
     ---------
@@ -153,8 +120,7 @@ class TokenMerge:
         self.src_rows = (src + offset).reshape(-1)  # [B * r]
         dst = base.gather(1, slot)  # [B, r] input index of each destination
         self.dst_rows = (dst + offset).reshape(-1)  # [B * r]
-        self.base = base
-        self.src = src
+        self.base, self.src = base, src
 
     def _rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         b, _, c = x.shape
@@ -199,23 +165,17 @@ class TokenMerge:
         slot1 = self._slot_index(1)  # [B, r, 1]
         if size is None:
             size = torch.ones_like(x[..., :1])
-            out_size = size[:, : self.num_out]  # [B, N - r, 1] ones
-            src_size = size[:, : self.slot.shape[1]]  # [B, r, 1] ones
-        else:
-            out_size = self._rows(size, self.base_rows)  # [B, N - r, 1]
-            src_size = self._rows(size, self.src_rows)  # [B, r, 1]
+        out_size = self._rows(size, self.base_rows)  # [B, N - r, 1]
+        src_size = self._rows(size, self.src_rows)  # [B, r, 1]
         out_size = out_size.scatter_add(1, slot1, src_size)  # [B, N - r, 1]
-        index = self._slot_index(x.shape[-1])  # [B, r, C]
         weight = src_size / out_size.gather(1, slot1)  # [B, r, 1]
-        dst = self._rows(x, self.dst_rows)  # [B, r, C]
-        delta = weight * (src - dst)  # [B, r, C]
-        out = out.scatter_add_(1, index, delta.to(out.dtype))
-        return out, out_size
+        delta = weight * (src - self._rows(x, self.dst_rows))  # [B, r, C]
+        index = self._slot_index(x.shape[-1])  # [B, r, C]
+        return out.scatter_add_(1, index, delta.to(out.dtype)), out_size
 
     def unmerge(self, y: torch.Tensor) -> torch.Tensor:
         """Copy merged tokens back to their inputs: [B, N-r, C] -> [B, N, C]."""
-        b = y.shape[0]
-        n_out = self.num_out
+        b, n_out = y.shape[0], self.num_out
         dest = self.base.new_zeros(b, self.num_tokens)  # [B, N] output slot
         ranks = torch.arange(n_out, device=y.device).expand(b, n_out)
         dest = dest.scatter(1, self.base, ranks).scatter(1, self.src, self.slot)
@@ -233,9 +193,8 @@ def bipartite_soft_matching(
     Arguments
     ---------
     metric : torch.Tensor
-        [B, N, C] similarity features (ToMe: attention keys averaged over
-        heads). Cosine similarity is used; no gradient flows through the
-        matching.
+        [B, N, C] features compared by cosine similarity (ToMe: attention
+        keys averaged over heads); no gradient flows through the matching.
     r : int
         Tokens to remove; clipped to ``(N - protected) // 2``.
     class_token : bool
@@ -261,50 +220,34 @@ def bipartite_soft_matching(
     >>> unmerge(torch.randn(2, 7, 5)).shape
     torch.Size([2, 10, 5])
     """
-    protected = num_protected(class_token, distill_token)
     n = metric.shape[1]
-    r = min(int(r), max_merge(n, protected))
+    r = min(int(r), max_merge(n, int(class_token) + int(distill_token)))
     na, nb = (n + 1) // 2, n // 2
     if distill_token and nb < 2:
         r = 0  # the only B token is DIST, which receives nothing
     if r <= 0:
         return _identity, _identity
 
+    lead_a, lead_b = int(class_token), int(distill_token)
     with torch.no_grad():
         metric = metric / metric.norm(dim=-1, keepdim=True)
         a, b = metric[:, ::2, :], metric[:, 1::2, :]
         scores = a @ b.transpose(-1, -2)  # [B, Na, Nb]
-        if class_token or distill_token:
-            keep = torch.ones(na, nb, dtype=torch.bool, device=scores.device)
-            if class_token:
-                keep[0, :] = False
-            if distill_token:
-                keep[:, 0] = False
-            scores = scores.masked_fill(~keep, -torch.inf)
+        keep = torch.ones(na, nb, dtype=torch.bool, device=scores.device)
+        keep[:lead_a, :] = False  # CLS is never a source
+        keep[:, :lead_b] = False  # DIST is never a destination
+        scores = scores.masked_fill(~keep, -torch.inf)
         node_max, node_idx = scores.max(dim=-1)  # [B, Na]
         src_idx, unm_idx = _split_top(node_max, r)  # [B, r], [B, Na - r]
         dst_idx = node_idx.gather(dim=-1, index=src_idx)  # [B, r]
-
-    n_unm = na - r
-    lead_a = 1 if class_token else 0
-    lead_b = 1 if distill_token else 0
-    with torch.no_grad():
-        # Output order: [CLS, DIST, unmerged A in order, B in order]; each
-        # output token's base is the input token at that place.
-        bsz = metric.shape[0]
+        # Output order: [CLS, DIST, unmerged A, B]; each output token's
+        # base is the input token at that place.
         unm = 2 * unm_idx  # [B, Na - r] input positions of unmerged A
         odd = 2 * torch.arange(nb, device=metric.device) + 1  # [Nb]
-        odd = odd.expand(bsz, nb)  # [B, Nb] input positions of B
-        base = torch.cat(
-            [
-                unm[:, :lead_a],
-                odd[:, :lead_b],
-                unm[:, lead_a:],
-                odd[:, lead_b:],
-            ],
-            dim=1,
-        )  # [B, N - r]
-        slot = torch.where(dst_idx < lead_b, dst_idx + lead_a, dst_idx + n_unm)
+        odd = odd.expand(metric.shape[0], nb)  # [B, Nb] input positions of B
+        parts = [unm[:, :lead_a], odd[:, :lead_b], unm[:, lead_a:]]
+        base = torch.cat(parts + [odd[:, lead_b:]], dim=1)  # [B, N - r]
+        slot = torch.where(dst_idx < lead_b, dst_idx + lead_a, dst_idx + na - r)
     merge = TokenMerge(base, 2 * src_idx, slot, n)
     return merge, merge.unmerge
 
@@ -344,9 +287,8 @@ def merge_wavg(
         return merge.weighted_average(x, size)
     if size is None:
         size = torch.ones_like(x[..., :1])
-    x = merge(x * size)
-    size = merge(size)
-    return x / size, size
+    merged = merge(size)
+    return merge(x * size) / merged, merged
 
 
 def merge_source(
@@ -379,7 +321,5 @@ def merge_source(
     """
     if source is None:
         b, n, _ = x.shape
-        source = torch.eye(n, device=x.device, dtype=x.dtype)[None].expand(
-            b, n, n
-        )
+        source = torch.eye(n, device=x.device, dtype=x.dtype).expand(b, n, n)
     return merge(source)

@@ -1,9 +1,8 @@
 """Merge schedules: how many tokens each block merges.
 
 One immutable type, :class:`Schedule`, and one parser,
-:func:`parse_schedule`, used by the YAML keys (``tome_r``, ``r_sweep``),
-every command line and Python. The text form (``str(schedule)`` gives it
-back):
+:func:`parse_schedule`, for YAML (``tome_r``, ``r_sweep``), command lines
+and Python. The text form (``str(schedule)`` gives it back):
 
 - ``16``: the same r in every block (ToMe's constant schedule);
 - ``32,32,16``: r per block, padded with zeros to the depth (a YAML list
@@ -11,14 +10,14 @@ back):
 - ``ramp:16:-1``: a linear ramp with the total of constant r (ToMe):
   ``lo = int(r * (1 - inflect))``, ``hi = 2 r - lo``, block i merges
   ``int(lo + (hi - lo) * i / (L - 1))``; inflect -1 decreases from 2r to 0;
-- ``flops:0.5``: the front-loaded schedule whose analytic encoder FLOPs are
-  closest to that fraction of the unmerged model's (a constant r, plus one
-  more in the first k blocks);
+- ``flops:0.5``: the front-loaded schedule (a constant r, one more in the
+  first k blocks) whose encoder FLOPs are nearest that fraction of the
+  unmerged model's;
 - ``ratio:0.1``: merge that fraction (at most 0.5) of the current patch
-  tokens in every block, so longer inputs merge more.
+  tokens in every block.
 
-The last two depend on the input length; :meth:`Schedule.resolve` turns any
-schedule into the r each block merges for a given number of tokens.
+The last two depend on the input length; :meth:`Schedule.resolve` gives the
+r each block merges for a given number of tokens.
 
 References: Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023.
 """
@@ -31,7 +30,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, List, Tuple
 
-from fastast_sb.tome.flops import clip_schedule, encoder_flops, token_counts
+from fastast_sb.tome.flops import clip_schedule, encoder_flops
 from fastast_sb.tome.merge import max_merge
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,12 @@ FORMS = (
     "flops:BUDGET or ratio:FRACTION"
 )
 KINDS = ("constant", "blocks", "ramp", "flops", "ratio")
+#: The float field each kind checks: (field, what, lo, hi, open at lo).
+_RANGES = {
+    "ramp": ("inflect", "r inflect", -1, 1, False),
+    "flops": ("fraction", "FLOP budget", 0, 1, True),
+    "ratio": ("fraction", "merge ratio", 0, 0.5, False),
+}
 #: A FLOP budget missed by more than this fraction of itself is logged.
 BUDGET_TOLERANCE = 0.05
 
@@ -109,14 +114,9 @@ class Schedule:
             "blocks",
             tuple(_int(v, f"r[{i}]") for i, v in enumerate(self.blocks)),
         )
-        if self.kind == "ramp":
-            put("inflect", _number(self.inflect, "r inflect", -1, 1, False))
-        if self.kind == "flops":
-            put("fraction", _number(self.fraction, "FLOP budget", 0, 1, True))
-        if self.kind == "ratio":
-            put(
-                "fraction", _number(self.fraction, "merge ratio", 0, 0.5, False)
-            )
+        if self.kind in _RANGES:
+            field, *limits = _RANGES[self.kind]
+            put(field, _number(getattr(self, field), *limits))
 
     def __str__(self) -> str:
         if self.kind == "blocks":
@@ -143,22 +143,17 @@ class Schedule:
         mlp_ratio: float = 4.0,
         protected: int = 2,
     ) -> List[int]:
-        """The r asked of each block, before clipping to what it can merge.
+        """The r asked of each block, before clipping to what each block
+        can merge.
 
         Example
         -------
         >>> parse_schedule("ratio:0.25").requested(3, 102, 8)
         [25, 18, 14]
         """
+        depth = _int(num_layers, "num_layers")
         return list(
-            _requested(
-                self,
-                _int(num_layers, "num_layers"),
-                num_tokens,
-                embed_dim,
-                mlp_ratio,
-                protected,
-            )
+            _requested(self, depth, num_tokens, embed_dim, mlp_ratio, protected)
         )
 
     def resolve(
@@ -176,10 +171,10 @@ class Schedule:
         >>> parse_schedule(8).resolve(3, num_tokens=12, embed_dim=8)
         [5, 2, 1]
         """
-        requested = self.requested(
+        asked = self.requested(
             num_layers, num_tokens, embed_dim, mlp_ratio, protected
         )
-        return list(_clipped(tuple(requested), num_tokens, protected))
+        return list(_clipped(tuple(asked), num_tokens, protected))
 
 
 def parse_schedule(value: Any) -> Schedule:
@@ -232,25 +227,25 @@ def _parse_text(text: str) -> Schedule:
     raise ValueError(f"merge schedule {raw!r} is not {FORMS}")
 
 
-def _ramp(num_layers: int, r: int, inflect: float) -> List[int]:
+def _ramp(num_layers: int, r: int, inflect: float) -> Tuple[int, ...]:
+    if num_layers == 1:
+        return (r,)
     lo = int(r * (1 - inflect))
     hi = 2 * r - lo
-    if num_layers == 1:
-        return [r]
-    return [
+    return tuple(
         int(lo + (hi - lo) * i / (num_layers - 1)) for i in range(num_layers)
-    ]
+    )
 
 
 def _ratio(
     num_layers: int, ratio: float, num_tokens: int, protected: int
-) -> List[int]:
+) -> Tuple[int, ...]:
     schedule, n = [], num_tokens
     for _ in range(num_layers):
         r = min(int(ratio * (n - protected)), max_merge(n, protected))
         schedule.append(r)
         n -= r
-    return schedule
+    return tuple(schedule)
 
 
 def _flop_budget(
@@ -260,7 +255,7 @@ def _flop_budget(
     embed_dim: int,
     mlp_ratio: float,
     protected: int,
-) -> List[int]:
+) -> Tuple[int, ...]:
     full = encoder_flops(num_tokens, [0] * num_layers, embed_dim, mlp_ratio)
 
     def schedule(level: int) -> List[int]:
@@ -299,39 +294,29 @@ def _flop_budget(
             reached,
         )
     # Already what each block can merge: resolving it logs no clipping.
-    return clip_schedule(num_tokens, schedule(best), protected)
+    return tuple(clip_schedule(num_tokens, schedule(best), protected))
 
 
 @functools.lru_cache(maxsize=256)
 def _requested(
     schedule: Schedule,
-    num_layers: int,
+    depth: int,
     num_tokens: int,
     embed_dim: int,
     mlp_ratio: float,
     protected: int,
 ) -> Tuple[int, ...]:
-    schedule.check_depth(num_layers)
+    schedule.check_depth(depth)
     if schedule.kind == "constant":
-        return (schedule.r,) * num_layers
+        return (schedule.r,) * depth
     if schedule.kind == "blocks":
-        pad = num_layers - len(schedule.blocks)
-        return schedule.blocks + (0,) * pad
+        return schedule.blocks + (0,) * (depth - len(schedule.blocks))
     if schedule.kind == "ramp":
-        return tuple(_ramp(num_layers, schedule.r, schedule.inflect))
+        return _ramp(depth, schedule.r, schedule.inflect)
     if schedule.kind == "ratio":
-        return tuple(
-            _ratio(num_layers, schedule.fraction, num_tokens, protected)
-        )
-    return tuple(
-        _flop_budget(
-            num_layers,
-            schedule.fraction,
-            num_tokens,
-            embed_dim,
-            mlp_ratio,
-            protected,
-        )
+        return _ratio(depth, schedule.fraction, num_tokens, protected)
+    return _flop_budget(
+        depth, schedule.fraction, num_tokens, embed_dim, mlp_ratio, protected
     )
 
 
@@ -339,8 +324,7 @@ def _requested(
 def _clipped(
     requested: Tuple[int, ...], num_tokens: int, protected: int
 ) -> Tuple[int, ...]:
-    counts = token_counts(num_tokens, requested, protected)
-    clipped = tuple(a - b for a, b in zip(counts[:-1], counts[1:]))
+    clipped = tuple(clip_schedule(num_tokens, requested, protected))
     if clipped != requested:
         logger.warning(
             "r schedule %s clipped to %s for %d input tokens (a block can "

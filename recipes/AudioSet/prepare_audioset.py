@@ -1,25 +1,21 @@
 """Prepare AudioSet (balanced train / eval) for the FastAST recipe.
 
-Reads the standard segment lists and label file:
+Reads the segment lists (``balanced_train_segments.csv``,
+``eval_segments.csv`` or ``unbalanced_train_segments.csv``: ``#`` header
+lines, then ``YTID, start_seconds, end_seconds, positive_labels`` rows with
+quoted, comma-separated label ids such as ``/m/09x0r``), the label file
+``class_labels_indices.csv`` (``index,mid,display_name``) and the clips cut
+to their segments, named by YouTube id: ``<audio_folder>/**/<YTID>.<ext>``
+(or ``Y<YTID>.<ext>``, as some download tools write it), in any soundfile
+format, rate and channel count. Some clips of a YouTube list are always
+missing: missing and undecodable clips are counted, listed in
+``missing_<split>.txt`` and skipped.
 
-* ``balanced_train_segments.csv``, ``eval_segments.csv`` (or
-  ``unbalanced_train_segments.csv``): three header lines starting with
-  ``#``, then ``YTID, start_seconds, end_seconds, positive_labels`` rows,
-  the labels a quoted, comma-separated list of label ids (``/m/09x0r``);
-* ``class_labels_indices.csv``: ``index,mid,display_name``,
-
-and clips cut to their segments, named by YouTube id:
-``<audio_folder>/**/<YTID>.<ext>`` (or ``Y<YTID>.<ext>``, as some download
-tools write it), in any soundfile format, rate and channel count. AudioSet
-is a list of YouTube segments, so some clips are always missing: missing
-and undecodable clips are counted, listed in ``missing_<split>.txt`` and
-skipped.
-
-Manifests (``train.csv``; ``valid.csv`` = ``test.csv`` = the eval set, as
-in AST) hold one row per clip, ``label`` = its label ids joined by ``;``;
+Manifests: ``train.csv``; ``valid.csv`` = ``test.csv`` = the eval set (as in
+AST); one row per clip, ``label`` = its label ids joined by ``;``.
 ``classes.txt`` lists the label ids in index order (that of AudioSet-trained
-teachers' outputs), ``class_labels.csv`` the display names. Nothing is
-written into the data folder.
+teachers' outputs), ``class_labels.csv`` the display names. The data folder
+is only read.
 
 J. F. Gemmeke et al., "Audio Set: An ontology and human-labeled dataset for
 audio events", ICASSP 2017. https://research.google.com/audioset/
@@ -78,8 +74,7 @@ def read_class_labels(path: Path) -> List[Tuple[int, str, str]]:
             "one row per class"
         )
     out = sorted((int(r["index"]), r["mid"], r["display_name"]) for r in rows)
-    indices = [i for i, _, _ in out]
-    if indices != list(range(len(out))):
+    if [i for i, _, _ in out] != list(range(len(out))):
         raise DataError(
             f"{path}: class indices must be 0..{len(out) - 1} without gaps"
         )
@@ -147,9 +142,8 @@ def index_clips(audio_folder: Path) -> Dict[str, Path]:
     for root, _, files in os.walk(audio_folder):
         for name in files:
             stem, ext = os.path.splitext(name)
-            if ext.lower() in (".csv", ".txt", ".json", ".md"):
-                continue
-            index.setdefault(stem, Path(root) / name)
+            if ext.lower() not in (".csv", ".txt", ".json", ".md"):
+                index.setdefault(stem, Path(root) / name)
     return index
 
 
@@ -226,8 +220,7 @@ def prepare_audioset(
     DataError: AudioSet lists not found in ...
     """
     data = Path(data_folder).expanduser().resolve()
-    audio = Path(audio_folder) if audio_folder else data / "audio"
-    audio = audio.expanduser().resolve()
+    audio = Path(audio_folder or data / "audio").expanduser().resolve()
     lists = {
         "train": data / train_segments,
         "eval": data / eval_segments,
@@ -258,8 +251,7 @@ def prepare_audioset(
     splits: Dict[str, List[Dict[str, str]]] = {}
     counts: Dict[str, Dict[str, int]] = {}
     for split, source in (("train", lists["train"]), ("eval", lists["eval"])):
-        segments = read_segments(source)
-        rows, skipped = _clip_rows(segments, index, mids, source)
+        rows, skipped = _clip_rows(read_segments(source), index, mids, source)
         counts[split] = {"used": len(rows), "missing": len(skipped)}
         missing_file = save / f"missing_{split}.txt"
         missing_file.write_text("".join(f"{s}\n" for s in skipped))
@@ -280,12 +272,9 @@ def prepare_audioset(
             )
         for name in ("train",) if split == "train" else ("valid", "test"):
             splits[name] = rows
-    with open(
-        save / "class_labels.csv", "w", newline="", encoding="utf-8"
-    ) as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "mid", "display_name"])
-        writer.writerows(classes)
+    names = save / "class_labels.csv"
+    with open(names, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("index", "mid", "display_name"), *classes])
     paths = {k: str(v) for k, v in manifest_paths(save).items()}
     paths["counts"] = counts
     info = {"options": options, "paths": paths}
@@ -310,27 +299,20 @@ def download_lists(data_folder: str) -> Path:
 
 
 def _prepare(args: argparse.Namespace) -> str:
-    result = prepare_audioset(
-        args.data_folder,
-        args.save_folder,
-        args.audio_folder,
-        args.train_segments,
-    )
+    keys = ("data_folder", "save_folder", "audio_folder", "train_segments")
+    result = prepare_audioset(**{k: getattr(args, k) for k in keys})
     return json.dumps(result["counts"])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: optionally fetch the lists, then prepare."""
+    options = {
+        "--audio_folder": {"default": None},
+        "--train_segments": {"default": "balanced_train_segments.csv"},
+    }
+    download_help = "fetch the CSV lists (AudioSet distributes no audio)"
     return prepare_main(
-        argv,
-        __doc__,
-        download_lists,
-        _prepare,
-        options={
-            "--audio_folder": {"default": None},
-            "--train_segments": {"default": "balanced_train_segments.csv"},
-        },
-        download_help="fetch the CSV lists (AudioSet distributes no audio)",
+        argv, __doc__, download_lists, _prepare, None, options, download_help
     )
 
 

@@ -16,26 +16,26 @@ then evaluates the eval set for every ``r`` of ``r_sweep`` and writes
 from __future__ import annotations
 
 import csv
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
-
-import speechbrain as sb
 
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
 from prepare_audioset import prepare_audioset  # noqa: E402
 
-from fastast_sb.dataio import (  # noqa: E402
-    DataError,
-    manifest_datasets,
-)
+from fastast_sb.dataio import DataError, prepared_datasets  # noqa: E402
 from fastast_sb.runner import fit_and_test, load_run, recipe_main  # noqa: E402
 
-logger = logging.getLogger(__name__)
 DATASET_YAML = RECIPE_DIR / "dataset.yaml"
+#: hparams handed to prepare_audioset under the same names.
+PREPARE_KEYS = (
+    "audio_folder",
+    "train_segments",
+    "eval_segments",
+    "labels_csv",
+)
 
 
 def manifest_labels(path: Path) -> list:
@@ -45,46 +45,21 @@ def manifest_labels(path: Path) -> list:
 
 
 def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
-    """Prepare manifests, return datasets and the encoder.
-
-    With ``balanced_sampler``, the training loader options get a
-    label-balanced sampler (``balanced_train_sampler``) in place of
-    shuffling.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded hyperparameters (``data_folder``, ``audio_folder``, the list
-        names, ``output_folder``, ``n_classes``, ``sample_rate``,
-        ``multilabel``, ``balanced_sampler``, ``balanced_train_sampler``,
-        ``train_dataloader_opts``).
-
-    Returns
-    -------
-    dict
-        ``train``, ``valid``, ``test`` datasets and the label ``encoder``.
-    """
+    """Prepare manifests; return the train / valid / test datasets and the
+    label ``encoder``. With ``balanced_sampler``, the training loader gets
+    ``balanced_train_sampler`` in place of shuffling."""
     if not hparams["multilabel"]:
         raise DataError(
             "AudioSet is multi-label: multilabel must be True (BCE, mAP), "
             f"got {hparams['multilabel']}"
         )
-    out = Path(hparams["output_folder"])
-    sb.utils.distributed.run_on_main(
+    sets = prepared_datasets(
+        hparams,
         prepare_audioset,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": str(out),
-            "audio_folder": hparams["audio_folder"],
-            "train_segments": hparams["train_segments"],
-            "eval_segments": hparams["eval_segments"],
-            "labels_csv": hparams["labels_csv"],
-        },
-    )
-    sets = manifest_datasets(
-        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
+        **{key: hparams[key] for key in PREPARE_KEYS},
     )
     if hparams["balanced_sampler"]:
+        out = Path(hparams["output_folder"])
         labels = manifest_labels(out / "train.csv")
         sampler = hparams["balanced_train_sampler"](labels)
         opts = dict(hparams["train_dataloader_opts"])

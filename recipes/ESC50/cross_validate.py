@@ -72,15 +72,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     folds, rest = _split_folds(sys.argv[1:] if argv is None else argv)
     per_fold: Dict[int, Dict[int, float]] = {}
     sweeps: List[List[dict]] = []
-    out_root: Optional[Path] = None
     for fold in folds:
         result = train.run([*rest, f"--fold={fold}"])
         run_dir = Path(result["output_folder"])
-        out_root = run_dir.parents[1]
         per_fold[fold] = read_epoch_metrics(run_dir / "epoch_metrics.csv")
         sweeps.append(result["rows"])
     summary = aggregate(per_fold)
-    sweep_mean = [
+    summary["r_sweep_mean"] = [
         {
             "r": rows[0]["r"],
             "metric": statistics.mean(float(r["metric"]) for r in rows),
@@ -88,7 +86,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         }
         for rows in zip(*sweeps)
     ]
-    summary["r_sweep_mean"] = sweep_mean
     lines = [
         f"Folds {folds}: mean accuracy {100 * summary['best_mean_acc']:.2f} % "
         f"at epoch {summary['best_epoch']} (best mean epoch, AST protocol); "
@@ -99,10 +96,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ]
     lines += [
         f"| {row['r']} | {100 * row['metric']:.2f} | {row['speedup']:.2f}x |"
-        for row in sweep_mean
+        for row in summary["r_sweep_mean"]
     ]
     text = "\n".join(lines) + "\n"
-    assert out_root is not None
+    out_root = run_dir.parents[1]
     (out_root / "cv_summary.md").write_text(text, encoding="utf-8")
     (out_root / "cv_summary.json").write_text(
         json.dumps(summary, indent=2, default=str), encoding="utf-8"

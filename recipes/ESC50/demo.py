@@ -40,31 +40,17 @@ DEMO_OVERRIDES = [
     "--lr_decay_start=4",
     "--timem=40",
     "--bench_repeats=5",
-]
-TEACHER = ["--depth=4", "--number_of_epochs=8", "--lr=5e-4"]
-STUDENT = [
     "--depth=4",
-    "--tome_r=8",
-    "--number_of_epochs=6",
     "--lr=5e-4",
-    "--r_sweep=[0, 8, 16, 24]",
 ]
+TEACHER = ["--number_of_epochs=8"]
+STUDENT = ["--tome_r=8", "--number_of_epochs=6", "--r_sweep=[0, 8, 16, 24]"]
 
 
-def _run(variant: str, data: Path, out: Path, extra: List[str]) -> Dict:
-    argv = [
-        str(ROOT / "hparams" / variant),
-        f"--data_folder={data}",
-        f"--output_root={out}",
-        *DEMO_OVERRIDES,
-        *extra,
-    ]
-    return train.run(argv)
-
-
-def _checkpoint(run_dir: str) -> Path:
-    ckpts = sorted(Path(run_dir, "save").glob("CKPT+*"))
-    return ckpts[-1] / "embedding_model.ckpt"
+def _run(variant: str, data: Path, out: Path, *extra: str) -> Dict:
+    folders = [f"--data_folder={data}", f"--output_root={out}"]
+    hparams = str(ROOT / "hparams" / variant)
+    return train.run([hparams, *folders, *DEMO_OVERRIDES, *extra])
 
 
 def combined_table(teacher: float, plain: List[Dict], kd: List[Dict]) -> str:
@@ -99,17 +85,11 @@ def main() -> int:
     out = Path(args.output_folder).resolve()
     start = time.time()
     data = make_demo_esc50(str(out / "data"))
-    teacher = _run("teacher_passt.yaml", data, out, TEACHER)
-    plain = _run("tome.yaml", data, out, STUDENT)
-    kd = _run(
-        "tome_kd_passt.yaml",
-        data,
-        out,
-        [
-            *STUDENT,
-            f"--teacher_checkpoint={_checkpoint(teacher['output_folder'])}",
-        ],
-    )
+    teacher = _run("teacher_passt.yaml", data, out, *TEACHER)
+    plain = _run("tome.yaml", data, out, *STUDENT)
+    ckpt = sorted(Path(teacher["output_folder"], "save").glob("CKPT+*"))[-1]
+    flag = f"--teacher_checkpoint={ckpt / 'embedding_model.ckpt'}"
+    kd = _run("tome_kd_passt.yaml", data, out, *STUDENT, flag)
     table = combined_table(
         teacher["rows"][0]["metric"], plain["rows"], kd["rows"]
     )

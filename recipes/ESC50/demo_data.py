@@ -100,12 +100,9 @@ def make_demo_esc50(
                 wav = np.clip(wav, -1, 1).astype("float32")
                 sf.write(str(root / "audio" / name), wav, SR)
                 rows.append([name, fold, target, category, False, clip_id, "A"])
+    header = "filename fold target category esc10 src_file take".split()
     with open(root / "meta" / "esc50.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            "filename fold target category esc10 src_file take".split()
-        )
-        writer.writerows(rows)
+        csv.writer(f).writerows([header, *rows])
     return root
 
 

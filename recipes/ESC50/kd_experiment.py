@@ -6,15 +6,14 @@
         [--teacher_class_map=esc10 --teacher_labels_csv=CSV] \\
         [--key=value ...]
 
-For every seed, ``train.py hparams/tome.yaml`` (no KD) and ``train.py
-hparams/tome_kd.yaml`` (KD) run with the same remaining arguments; the
-teacher arguments go to the KD runs only. ``--jobs=N`` runs N trainings at
-once (each with ``OMP_NUM_THREADS=1``); every run resumes from its own
-checkpoints, so an interrupted experiment continues where it stopped.
-Writes ``kd_experiment.md`` / ``kd_experiment.json`` under
-``--output_root`` (default ``results/ESC50_kd``): per-seed test accuracy
-of both arms for every ``r`` of ``r_sweep``, mean ± std over seeds, and the
-r-sweep table of the first seed's KD run.
+For every seed, ``train.py`` runs ``hparams/tome.yaml`` (no KD) and
+``hparams/tome_kd.yaml`` (KD) with the same remaining arguments; the teacher
+arguments go to the KD runs only. ``--jobs=N`` runs N trainings at once
+(each with ``OMP_NUM_THREADS=1``); every run resumes from its own
+checkpoints. Writes ``kd_experiment.md`` / ``.json`` under ``--output_root``
+(default ``results/ESC50_kd``): per-seed test accuracy of both arms for
+every ``r`` of ``r_sweep``, mean ± std over seeds, and the r-sweep table of
+the first seed's KD run.
 """
 
 from __future__ import annotations
@@ -82,11 +81,8 @@ def split_args(
 def run_one(
     variant: str, seed: int, args: List[str], root: Path
 ) -> Tuple[Path, float]:
-    """Train (or resume) one run; return its output folder and wall time.
-
-    The wall time (seconds) is that of this invocation: a resumed or
-    already finished run reports only what it took now.
-    """
+    """Train (or resume) one run; return its output folder and the seconds
+    this invocation took (a resumed run counts only what it took now)."""
     log = root / "logs" / f"{variant}_seed{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -129,12 +125,10 @@ def summarise(runs: Dict[Tuple[str, int], Path], seeds: List[int]) -> dict:
     table: Dict[str, Dict[str, List[float]]] = {}
     for seed in seeds:
         for arm, _ in ARMS:
-            data = json.loads(
-                (runs[(arm, seed)] / "test_metrics.json").read_text()
-            )
-            for row in data["r_sweep"]:
-                table.setdefault(str(row["r"]), {}).setdefault(arm, [])
-                table[str(row["r"])][arm].append(float(row["metric"]))
+            path = runs[(arm, seed)] / "test_metrics.json"
+            for row in json.loads(path.read_text())["r_sweep"]:
+                per_arm = table.setdefault(str(row["r"]), {})
+                per_arm.setdefault(arm, []).append(float(row["metric"]))
     confs = {s: teacher_confidence(runs[("kd", s)]) for s in seeds}
     return {
         "seeds": seeds,
@@ -153,12 +147,8 @@ def teacher_confidence(run: Path) -> List[float]:
     if not path.is_file():
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [
-        float(r["train_teacher_conf"])
-        for r in rows
-        if r.get("train_teacher_conf")
-    ]
+        confs = [r.get("train_teacher_conf") for r in csv.DictReader(f)]
+    return [float(c) for c in confs if c]
 
 
 def teacher_accuracy(checkpoint: str) -> Optional[float]:
@@ -167,42 +157,30 @@ def teacher_accuracy(checkpoint: str) -> Optional[float]:
     A checkpoint ``<run>/save/CKPT+.../embedding_model.ckpt`` written by a
     teacher recipe has ``<run>/test_metrics.json``; a released file has not.
     """
-    path = Path(checkpoint).resolve()
-    if len(path.parents) < 3:
+    parents = Path(checkpoint).resolve().parents
+    metrics = parents[2] / "test_metrics.json" if len(parents) > 2 else None
+    if metrics is None or not metrics.is_file():
         return None
-    metrics = path.parents[2] / "test_metrics.json"
-    if not metrics.is_file():
-        return None
-    rows = json.loads(metrics.read_text())["r_sweep"]
-    return float(rows[0]["metric"])
+    return float(json.loads(metrics.read_text())["r_sweep"][0]["metric"])
 
 
 def write_report(summary: dict, first_kd: Path, root: Path) -> Path:
     """``kd_experiment.md`` / ``.json`` under ``root``."""
     seeds = summary["seeds"]
+    names = [f"no KD s{s}" for s in seeds] + [f"KD s{s}" for s in seeds]
+    names += ["no KD mean ± std", "KD mean ± std"]
     lines = [
-        "| r | "
-        + " | ".join(f"no KD s{s}" for s in seeds)
-        + " | "
-        + " | ".join(f"KD s{s}" for s in seeds)
-        + " | no KD mean ± std | KD mean ± std |",
-        "|---" * (2 * len(seeds) + 3) + "|",
+        "| r | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
     ]
     for r, arms in summary["acc"].items():
-        cells = [f"{100 * v:.2f}" for v in arms["no_kd"]]
-        cells += [f"{100 * v:.2f}" for v in arms["kd"]]
-        lines.append(
-            f"| {r} | "
-            + " | ".join(cells)
-            + f" | {mean_std(arms['no_kd'])} | {mean_std(arms['kd'])} |"
-        )
+        cells = [f"{100 * v:.2f}" for v in arms["no_kd"] + arms["kd"]]
+        cells += [mean_std(arms["no_kd"]), mean_std(arms["kd"])]
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
     sweep = (first_kd / "r_sweep.md").read_text(encoding="utf-8")
-    teacher = summary.get("teacher_acc")
-    head = (
-        f"Teacher test accuracy: {100 * teacher:.2f} %\n\n"
-        if teacher is not None
-        else ""
-    )
+    teacher, head = summary.get("teacher_acc"), ""
+    if teacher is not None:
+        head = f"Teacher test accuracy: {100 * teacher:.2f} %\n\n"
     walls = ", ".join(
         f"{k} {v / 60:.1f} min" for k, v in summary.get("wall_s", {}).items()
     )

@@ -48,26 +48,21 @@ ESC50_CLASSES = (
 MANIFEST_FIELDS = ["ID", "duration", "wav", "label", "fold"]
 
 
-def _missing_data_message(data_folder: Path) -> str:
-    return (
-        f"ESC-50 not found at {data_folder}: expected {data_folder}/audio/ "
-        f"and {data_folder}/meta/esc50.csv. Download and extract "
-        f"{ESC50_URL} there, or run: python recipes/ESC50/prepare.py "
-        f"--download --data_folder {data_folder}"
-    )
-
-
 def read_metadata(data_folder: Path) -> List[Dict[str, str]]:
     """Rows of ``meta/esc50.csv``, checked against ESC-50's classes."""
     meta = data_folder / "meta" / "esc50.csv"
     if not (data_folder / "audio").is_dir() or not meta.is_file():
-        raise DataError(_missing_data_message(data_folder))
+        raise DataError(
+            f"ESC-50 not found at {data_folder}: expected {data_folder}/audio/ "
+            f"and {meta}. Download and extract {ESC50_URL} there, or run: "
+            "python recipes/ESC50/prepare.py --download --data_folder "
+            f"{data_folder}"
+        )
     with open(meta, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise DataError(f"{meta} lists no clips")
-    needed = {"filename", "fold", "target", "category"}
-    missing_cols = needed - set(rows[0])
+    missing_cols = {"filename", "fold", "target", "category"} - set(rows[0])
     if missing_cols:
         raise DataError(
             f"{meta} lacks columns {sorted(missing_cols)}; expected the "
@@ -93,14 +88,7 @@ def read_metadata(data_folder: Path) -> List[Dict[str, str]]:
 def check_audio(data_folder: Path, rows: Sequence[Dict[str, str]]) -> Dict:
     """Duration of every clip; all unusable files in one error."""
     clips = {r["filename"]: data_folder / "audio" / r["filename"] for r in rows}
-    where = f"listed in {data_folder}/meta/esc50.csv"
-    return check_clips(clips, where)
-
-
-def class_list(rows: Sequence[Dict[str, str]]) -> List[str]:
-    """Categories present in the data, in ESC-50 target order."""
-    present = {row["category"] for row in rows}
-    return [c for c in ESC50_CLASSES if c in present]
+    return check_clips(clips, f"listed in {data_folder}/meta/esc50.csv")
 
 
 def prepare_esc50(
@@ -116,32 +104,27 @@ def prepare_esc50(
     manifests go to ``save_folder``. ``test_fold`` is held out;
     ``valid_fold`` (validated every epoch) is the test fold by default (the
     AST protocol), ``train_folds`` all the others. Returns the paths of the
-    manifests and ``classes``.
+    manifests and ``classes`` (the categories present, in target order).
     """
     data = Path(data_folder).expanduser().resolve()
-    save = Path(save_folder)
     rows = read_metadata(data)
     folds = sorted({int(r["fold"]) for r in rows})
     valid_fold = test_fold if valid_fold is None else valid_fold
     if train_folds is None:
         train_folds = [f for f in folds if f not in (test_fold, valid_fold)]
-    for name, fold_list in (
-        ("test", [test_fold]),
-        ("valid", [valid_fold]),
-        ("train", list(train_folds)),
-    ):
-        absent = [f for f in fold_list if f not in folds]
-        if absent or not fold_list:
+    split_folds = {
+        "train": list(train_folds),
+        "valid": [valid_fold],
+        "test": [test_fold],
+    }
+    for name in ("test", "valid", "train"):
+        fold_list = split_folds[name]
+        if not fold_list or any(f not in folds for f in fold_list):
             raise DataError(
                 f"{name} fold(s) {fold_list} not in the data: {data} has "
                 f"folds {folds}"
             )
     durations = check_audio(data, rows)
-    split_folds = {
-        "train": set(train_folds),
-        "valid": {valid_fold},
-        "test": {test_fold},
-    }
     splits = {
         split: [
             {
@@ -164,10 +147,10 @@ def prepare_esc50(
         "train_folds": list(train_folds),
         "counts": counts,
     }
-    paths = write_manifests(
-        save, splits, MANIFEST_FIELDS, class_list(rows), info
-    )
-    logger.info("ESC-50 manifests in %s: %s", save, counts)
+    present = {r["category"] for r in rows}
+    classes = [c for c in ESC50_CLASSES if c in present]
+    paths = write_manifests(save_folder, splits, MANIFEST_FIELDS, classes, info)
+    logger.info("ESC-50 manifests in %s: %s", save_folder, counts)
     return paths
 
 

@@ -12,39 +12,28 @@ fold for every ``r`` of ``r_sweep`` and writes ``r_sweep.md`` / ``.csv``.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
-
-import speechbrain as sb
 
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
 from prepare import prepare_esc50  # noqa: E402
 
-from fastast_sb.dataio import manifest_datasets  # noqa: E402
+from fastast_sb.dataio import prepared_datasets  # noqa: E402
 from fastast_sb.runner import fit_and_test, load_run, recipe_main  # noqa: E402
 
-logger = logging.getLogger(__name__)
 DATASET_YAML = RECIPE_DIR / "dataset.yaml"
 
 
 def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
     """Prepare manifests, check classes, return datasets and the encoder."""
-    out = hparams["output_folder"]
-    sb.utils.distributed.run_on_main(
+    return prepared_datasets(
+        hparams,
         prepare_esc50,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": out,
-            "test_fold": hparams["fold"],
-            "valid_fold": hparams["valid_fold"],
-        },
-    )
-    return manifest_datasets(
-        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
+        test_fold=hparams["fold"],
+        valid_fold=hparams["valid_fold"],
     )
 
 

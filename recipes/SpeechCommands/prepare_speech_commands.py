@@ -12,8 +12,8 @@ else trains) and ``classes.txt`` into ``save_folder``. Two label sets:
   count) ``_unknown_`` clips drawn (seeded) from its other-word clips, and
   ``silence_percentage`` % ``_silence_`` clips: 1-second segments cut at
   seeded offsets from ``_background_noise_/*.wav`` into
-  ``<save_folder>/silence/``; train cuts come from the first 80 % of each
-  noise file, validation from the next 10 %, test from the last 10 %.
+  ``<save_folder>/silence/`` from the first 80 % (train), next 10 % (valid)
+  or last 10 % (test) of each noise file.
 
 P. Warden, "Speech Commands: A Dataset for Limited-Vocabulary Speech
 Recognition", arXiv:1804.03209, 2018. Y. Gong et al., "AST: Audio
@@ -90,16 +90,6 @@ def class_list(n_classes: int) -> List[str]:
     )
 
 
-def _missing_data_message(data_folder: Path) -> str:
-    return (
-        f"Speech Commands v0.02 not found at {data_folder}: expected "
-        f"<word>/*.wav folders, validation_list.txt and testing_list.txt. "
-        f"Download and extract {SC_URL} there, or run: python "
-        "recipes/SpeechCommands/prepare_speech_commands.py --download "
-        f"--data_folder {data_folder}"
-    )
-
-
 def scan(data_folder: Path) -> Dict[str, List[str]]:
     """``train``, ``valid`` and ``test`` lists of ``word/file.wav`` (paths
     relative to ``data_folder``), checked against the split lists."""
@@ -107,21 +97,27 @@ def scan(data_folder: Path) -> Dict[str, List[str]]:
         "valid": data_folder / "validation_list.txt",
         "test": data_folder / "testing_list.txt",
     }
-    if not data_folder.is_dir() or not all(p.is_file() for p in lists.values()):
-        raise DataError(_missing_data_message(data_folder))
-    folders = sorted(
-        p.name
-        for p in data_folder.iterdir()
-        if p.is_dir() and p.name != BACKGROUND
-    )
+    folders = []
+    if data_folder.is_dir():
+        folders = sorted(
+            p.name
+            for p in data_folder.iterdir()
+            if p.is_dir() and p.name != BACKGROUND
+        )
+    if not folders or not all(p.is_file() for p in lists.values()):
+        raise DataError(
+            f"Speech Commands v0.02 not found at {data_folder}: expected "
+            f"<word>/*.wav folders, validation_list.txt and testing_list.txt. "
+            f"Download and extract {SC_URL} there, or run: python "
+            "recipes/SpeechCommands/prepare_speech_commands.py --download "
+            f"--data_folder {data_folder}"
+        )
     unknown = [name for name in folders if name not in WORDS_35]
     if unknown:
         raise DataError(
             f"{data_folder} has folders {unknown} that are not Speech "
             f"Commands v0.02 words (expected a subset of {WORDS_35})"
         )
-    if not folders:
-        raise DataError(_missing_data_message(data_folder))
     clips = sorted(
         f"{word}/{p.name}"
         for word in folders
@@ -158,14 +154,9 @@ def _word(rel: str) -> str:
     return rel.split("/")[0]
 
 
-def _row(rel: str, duration: float, wav: Path, label: str) -> Dict:
-    return {
-        "ID": rel[: -len(".wav")],
-        "duration": f"{duration:.3f}",
-        "wav": str(wav),
-        "label": label,
-        "word": _word(rel),
-    }
+def _row(key: str, seconds: float, wav: Path, label: str, word: str) -> Dict:
+    fields = (key, f"{seconds:.3f}", str(wav), label, word)
+    return dict(zip(MANIFEST_FIELDS, fields))
 
 
 def _count(n_known: int, percentage: Optional[float]) -> Optional[int]:
@@ -188,10 +179,9 @@ def cut_silence(
     rows (labelled ``_silence_``)."""
     if count == 0:
         return []
-    noises = sorted((data_folder / BACKGROUND).glob("*.wav"))
     lo, hi = SILENCE_REGIONS[split]
     sources: List[Tuple[Path, int, int, int]] = []
-    for path in noises:
+    for path in sorted((data_folder / BACKGROUND).glob("*.wav")):
         info = sf.info(str(path))
         n = int(round(seconds * info.samplerate))
         start, stop = int(lo * info.frames), int(hi * info.frames)
@@ -213,14 +203,9 @@ def cut_silence(
         )
         target = out_folder / f"{split}_{k:05d}.wav"
         sf.write(str(target), audio, sr, subtype="FLOAT")
+        source = f"{BACKGROUND}/{path.name}@{offset}"
         rows.append(
-            {
-                "ID": f"{SILENCE}/{split}_{k:05d}",
-                "duration": f"{n / sr:.3f}",
-                "wav": str(target),
-                "label": SILENCE,
-                "word": f"{BACKGROUND}/{path.name}@{offset}",
-            }
+            _row(f"{SILENCE}/{target.stem}", n / sr, target, SILENCE, source)
         )
     return rows
 
@@ -233,14 +218,12 @@ def prepare_speech_commands(
     silence_percentage: float = 10.0,
     seed: int = 0,
 ) -> Dict[str, str]:
-    """Write train/valid/test manifests and ``classes.txt``.
+    """Write the manifests and ``classes.txt``; return their paths.
 
     ``data_folder`` (the v0.02 root) is only read; manifests (and 12-class
-    silence clips) go to ``save_folder``. ``n_classes``: 35 (AST's task)
-    or 12. With 12, each split gets ``unknown_percentage`` % of its
-    core-word clip count as ``_unknown_`` clips (``None``: every other-word
-    clip) and ``silence_percentage`` % as ``_silence_`` clips, drawn with
-    ``seed``. Returns the paths of the manifests and ``classes``.
+    silence clips) go to ``save_folder``. ``n_classes``: 35 or 12, with
+    ``unknown_percentage`` (``None``: every other-word clip) and
+    ``silence_percentage`` drawn with ``seed`` (see the module docstring).
 
     Example
     -------
@@ -270,24 +253,25 @@ def prepare_speech_commands(
     for split in SPLITS:
         known = [r for r in rels[split] if _word(r) in CORE_WORDS]
         other = [r for r in rels[split] if _word(r) not in CORE_WORDS]
-        if n_classes == 35:
-            labelled = [(r, _word(r)) for r in rels[split]]
-        else:
+        labelled = [(r, _word(r)) for r in rels[split]]
+        if n_classes == 12:
             n_unknown = _count(len(known), unknown_percentage)
             if n_unknown is not None and n_unknown < len(other):
                 other = sorted(rng.sample(other, n_unknown))
             labelled = [(r, _word(r)) for r in known]
             labelled += [(r, UNKNOWN) for r in other]
-        rows = [_row(r, durations[r], data / r, lab) for r, lab in labelled]
+        rows = [
+            _row(r[: -len(".wav")], durations[r], data / r, label, _word(r))
+            for r, label in labelled
+        ]
         if n_classes == 12:
             n_silence = _count(len(known), silence_percentage)
             rows += cut_silence(data, save / "silence", split, n_silence, rng)
         if not rows:
             raise DataError(f"the {split} split of {data} has no clips")
         splits[split] = rows
-        per_class = dict.fromkeys(classes, 0)
+        counts[split] = per_class = dict.fromkeys(classes, 0)
         per_class.update(Counter(row["label"] for row in rows))
-        counts[split] = per_class
         empty = [c for c, n in per_class.items() if n == 0]
         if empty and split == "train":
             logger.warning("no training clips for classes %s", empty)

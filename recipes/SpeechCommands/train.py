@@ -14,54 +14,31 @@ command with ``torchrun --nproc_per_node=N`` (see docs/multi_gpu.md).
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
-
-import speechbrain as sb
 
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
 from prepare_speech_commands import prepare_speech_commands  # noqa: E402
 
-from fastast_sb.dataio import manifest_datasets  # noqa: E402
+from fastast_sb.dataio import prepared_datasets  # noqa: E402
 from fastast_sb.runner import fit_and_test, load_run, recipe_main  # noqa: E402
 
-logger = logging.getLogger(__name__)
 DATASET_YAML = RECIPE_DIR / "dataset.yaml"
 
 
 def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
-    """Prepare manifests, return train / valid / test datasets and encoder.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded hyperparameters (``data_folder``, ``output_folder``,
-        ``n_classes``, ``unknown_percentage``, ``silence_percentage``,
-        ``prepare_seed``, ``sample_rate``, ``multilabel``).
-
-    Returns
-    -------
-    dict
-        ``train``, ``valid``, ``test`` datasets and the label ``encoder``.
-    """
-    out = Path(hparams["output_folder"])
-    sb.utils.distributed.run_on_main(
+    """Prepare manifests; return the train / valid / test datasets and the
+    label ``encoder``."""
+    return prepared_datasets(
+        hparams,
         prepare_speech_commands,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": str(out),
-            "n_classes": hparams["n_classes"],
-            "unknown_percentage": hparams["unknown_percentage"],
-            "silence_percentage": hparams["silence_percentage"],
-            "seed": hparams["prepare_seed"],
-        },
-    )
-    return manifest_datasets(
-        out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
+        n_classes=hparams["n_classes"],
+        unknown_percentage=hparams["unknown_percentage"],
+        silence_percentage=hparams["silence_percentage"],
+        seed=hparams["prepare_seed"],
     )
 
 
@@ -69,13 +46,8 @@ def run(argv: Sequence[str]) -> Dict[str, Any]:
     """Run the recipe; returns the sweep rows, paths and the Brain."""
     hparams, run_opts = load_run(argv, DATASET_YAML)
     sets = build_datasets(hparams)
-    return fit_and_test(
-        hparams,
-        run_opts,
-        sets,
-        metric="acc",
-        feature_augment=hparams["feature_augment"],
-    )
+    augment = hparams["feature_augment"]
+    return fit_and_test(hparams, run_opts, sets, "acc", augment)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

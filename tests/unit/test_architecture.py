@@ -25,7 +25,12 @@ PACKAGE = "fastast_sb"
 
 #: Lowest first; a module belongs to the first layer whose prefix it has.
 LAYERS: List[List[str]] = [
-    ["fastast_sb.checkpoint", "fastast_sb.audio", "fastast_sb.labels"],
+    [
+        "fastast_sb.checkpoint",
+        "fastast_sb.audio",
+        "fastast_sb.labels",
+        "fastast_sb.precision",
+    ],
     ["fastast_sb.tome"],
     ["fastast_sb.models"],
     [
