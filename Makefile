@@ -21,9 +21,25 @@ $(STAMP): setup.py pyproject.toml
 demo: $(STAMP)
 	$(PY) recipes/ESC50/demo.py --output_folder demo_output
 
+# SpeechBrain's own linter configs (beside the repository, as CI has them).
+UPSTREAM ?= ../shared/speechbrain-upstream
+UPSTREAM_LINTED := fastast_sb recipes hparams
+
 lint: $(STAMP)
 	$(PY) -m ruff check fastast_sb recipes tests
 	$(PY) -m ruff format --check fastast_sb recipes tests
+	@if [ -d "$(UPSTREAM)" ]; then \
+		set -e; \
+		echo "yamllint and codespell with $(UPSTREAM)'s configs"; \
+		$(VENV)/bin/yamllint --strict -c "$(UPSTREAM)/.yamllint.yaml" \
+			$(UPSTREAM_LINTED); \
+		$(VENV)/bin/codespell \
+			--ignore-words="$(UPSTREAM)/.dict-speechbrain.txt" \
+			--ignore-words-list=passt --skip="*.ipynb" \
+			--ignore-regex='base64,.*?==' $(UPSTREAM_LINTED); \
+	else \
+		echo "skipping yamllint/codespell: $(UPSTREAM) not found"; \
+	fi
 
 test: lint
 	$(PY) -m pytest -q

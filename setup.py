@@ -37,6 +37,9 @@ setup(
             "onnxscript>=0.1",
             "onnxruntime>=1.17",
             "ruff>=0.5",
+            # SpeechBrain's linters (make lint uses upstream's configs)
+            "yamllint>=1.35",
+            "codespell>=2.3",
         ],
     },
     entry_points={

@@ -1,15 +1,22 @@
 """Audio loading for every recipe: any soundfile format, 16 kHz mono.
 
-A missing or undecodable file, empty audio or NaN/Inf samples get an error
-naming the file and what was expected. Channels are averaged to mono and
-other sample rates resampled (``torchaudio.functional.resample``).
+A missing or undecodable file, empty audio, NaN/Inf samples or a clip
+shorter than one 25 ms filterbank frame get an error naming the file and
+what was expected. Channels are averaged to mono and other sample rates
+resampled (``torchaudio.functional.resample``). Upsampling adds no high
+frequencies, so a file below the model's rate is logged as a warning once per
+(file rate, model rate) pair and process, naming the first such file (a
+prepared dataset reports its low-rate clips once instead, see
+:func:`fastast_sb.dataio.manifest_datasets`). :func:`inspect_clip` finds the
+clips that would fail training without decoding integer-sample files.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Set, Tuple, Union
 
 import numpy as np
 import soundfile as sf
@@ -17,6 +24,15 @@ import torch
 import torchaudio.functional as AF
 
 logger = logging.getLogger(__name__)
+
+#: The shortest usable clip: one 25 ms analysis frame of the filterbank.
+MIN_SECONDS = 0.025
+#: Sample encodings that can store NaN/Inf, read by :func:`inspect_clip`;
+#: integer and compressed files are not decoded there (:func:`load_audio`
+#: still refuses NaN/Inf in any file).
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+#: (file rate, model rate) pairs already warned about in this process.
+_WARNED_RATES: Set[Tuple[int, int]] = set()
 
 
 class AudioError(ValueError):
@@ -89,11 +105,82 @@ def audio_duration(path: Union[str, Path]) -> float:
     return info.frames / info.samplerate
 
 
+@dataclass(frozen=True)
+class ClipInfo:
+    """What :func:`inspect_clip` learns about a clip: its length, rate and
+    why it cannot be trained on (``problem``; None when it can)."""
+
+    seconds: float
+    sample_rate: int
+    problem: Optional[str] = None
+
+
+def inspect_clip(path: Union[str, Path]) -> ClipInfo:
+    """Length, rate and problem of a clip, the file opened once: shorter
+    than :data:`MIN_SECONDS`, or NaN/Inf samples (only float files, see
+    :data:`FLOAT_SUBTYPES`, are read for those). :class:`AudioError` with
+    the decoder's reason if it cannot be opened or has no samples.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(f, np.full(160, np.nan), 16000, subtype="FLOAT")
+    >>> info = inspect_clip(f)
+    >>> info.seconds, info.problem
+    (0.01, '160 of 160 samples are NaN/Inf')
+    """
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames, rate, subtype = f.frames, f.samplerate, f.subtype
+            if frames == 0:
+                raise AudioError("no samples")
+            bad = 0
+            if subtype in FLOAT_SUBTYPES:
+                for block in f.blocks(65536, dtype="float32", always_2d=True):
+                    bad += int(np.count_nonzero(~np.isfinite(block)))
+            total = frames * f.channels
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise AudioError(str(err)) from err
+    seconds = frames / rate
+    problem = None
+    if bad:
+        problem = f"{bad} of {total} samples are NaN/Inf"
+    elif seconds < MIN_SECONDS:
+        problem = f"{seconds * 1000:.1f} ms, shorter than one 25 ms frame"
+    return ClipInfo(seconds, rate, problem)
+
+
+def warn_low_rate(name: str, file_rate: int, sample_rate: int) -> bool:
+    """Log that ``name`` at ``file_rate`` is upsampled to ``sample_rate``,
+    once per rate pair in this process; True if it logged.
+
+    Example
+    -------
+    >>> warn_low_rate("x.wav", 16000, 16000)  # not below: nothing to say
+    False
+    """
+    pair = (int(file_rate), int(sample_rate))
+    if pair[0] >= pair[1] or pair in _WARNED_RATES:
+        return False
+    _WARNED_RATES.add(pair)
+    logger.warning(
+        "%s is sampled at %d Hz, below the model's %d Hz: it is upsampled, "
+        "which adds no high frequencies and may mislead the model (other "
+        "%d Hz files are not reported)",
+        name,
+        *pair,
+        pair[0],
+    )
+    return True
+
+
 def load_audio(
-    path: Union[str, Path], sample_rate: int = 16000
+    path: Union[str, Path], sample_rate: int = 16000, warn_rate: bool = True
 ) -> torch.Tensor:
     """Read any file soundfile reads (wav, flac, ogg, ...) as a [S] mono
-    float32 waveform in [-1, 1], resampled to ``sample_rate``.
+    float32 waveform in [-1, 1], resampled to ``sample_rate`` (a lower file
+    rate logged by :func:`warn_low_rate` if ``warn_rate``).
 
     Example
     -------
@@ -115,4 +202,13 @@ def load_audio(
         ) from err
     wav = to_mono(torch.from_numpy(np.ascontiguousarray(data)))
     check_waveform(wav, str(path))
-    return resample(wav, int(sr), sample_rate)
+    if warn_rate:
+        warn_low_rate(str(path), int(sr), sample_rate)
+    wav = resample(wav, int(sr), sample_rate)
+    if wav.numel() < (need := int(MIN_SECONDS * sample_rate)):
+        raise AudioError(
+            f"{path}: {1000 * len(data) / sr:.1f} ms of audio, shorter than "
+            f"one 25 ms frame ({wav.numel()} of {need} samples at "
+            f"{sample_rate} Hz); expected at least {MIN_SECONDS} s"
+        )
+    return wav

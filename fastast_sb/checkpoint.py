@@ -17,6 +17,16 @@ import torch
 
 PathLike = Union[str, Path]
 
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: the user's to fix (recipes
+    print it as one line)."""
+
+
+class MissingCheckpoint(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist."""
+
+
 _CONVERT_HINT = (
     "if you trust the file, re-save only its tensors in your own Python: "
     "torch.save(obj['state_dict'], 'weights.pt')"
@@ -39,25 +49,25 @@ def read_checkpoint(path: PathLike, what: str = "checkpoint") -> Any:
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{what} {path} is a folder; expected a file")
+        raise CheckpointError(f"{what} {path} is a folder; expected a file")
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
+        raise MissingCheckpoint(f"{what} {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
         named = f" ({found[1]})" if found else ""
         if found or "unsupported global" in str(err).lower():
-            raise ValueError(
+            raise CheckpointError(
                 f"{what} {path} holds pickled Python objects{named}, which "
                 f"fastast_sb never executes; {_CONVERT_HINT}"
             ) from None
-        raise ValueError(
+        raise CheckpointError(
             f"cannot read {what} {path}: not a torch file of tensors "
             "(unknown format or pickled code)"
         ) from None
     except Exception as err:  # corrupt, truncated or not a torch file
-        raise ValueError(
+        raise CheckpointError(
             f"cannot read {what} {path} as a torch file "
             f"({type(err).__name__}: {err})"
         ) from None
@@ -86,7 +96,7 @@ def read_state_dict(
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
-        raise ValueError(
+        raise CheckpointError(
             f"{what} {path} does not hold a state dict (a mapping of names "
             f"to tensors); it holds a {type(state).__name__}"
         )
@@ -121,4 +131,10 @@ def strip_prefix(
     return out
 
 
-__all__ = ["read_checkpoint", "read_state_dict", "strip_prefix"]
+__all__ = [
+    "CheckpointError",
+    "MissingCheckpoint",
+    "read_checkpoint",
+    "read_state_dict",
+    "strip_prefix",
+]

@@ -6,19 +6,53 @@ and knows nothing of a dataset. A variant may start with
 ``inherit: other.yaml`` (a path relative to itself) to change a few keys of
 another variant. Top-level keys of later files replace earlier ones;
 command-line overrides come last and must name existing keys.
+
+:func:`run_settings` is what a run trains, key by key (its fingerprint,
+:func:`fingerprint`, is kept with the checkpoints so a resumed run can prove
+it continues the same training).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
+from hyperpyyaml.core import recursive_update
 
 PathLike = Union[str, Path]
+
+#: Keys that do not change what a run trains, left out of
+#: :func:`run_settings`: where files live, how the run executes (hardware
+#: and speed) and what only the test sweep after training reads.
+NOT_TRAINED = frozenset(
+    {
+        # where files live
+        "data_folder",
+        "audio_folder",
+        "output_root",
+        "output_folder",
+        "save_folder",
+        "train_log",
+        "metrics_file",
+        "project_root",
+        # how the run executes
+        "num_workers",
+        "precision",
+        "eval_precision",
+        "distributed_backend",
+        "find_unused_parameters",
+        # read by the test sweep only
+        "r_sweep",
+        "bench_batch_size",
+        "bench_repeats",
+    }
+)
 
 
 def _yaml() -> ruamel.yaml.YAML:
@@ -97,3 +131,86 @@ def load_hparams(
         )
     hparams = load_hyperpyyaml(text, overrides)
     return hparams, resolve_references(text, overrides).getvalue()
+
+
+def _plain(node: Any) -> Any:
+    """A YAML node as JSON values; a tagged node as ``{tag: value}``."""
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if isinstance(node, Mapping):
+        value: Any = {str(k): _plain(v) for k, v in node.items()}
+    elif isinstance(node, (list, tuple)):
+        value = [_plain(v) for v in node]
+    elif isinstance(node, ruamel.yaml.comments.TaggedScalar):
+        value = node.value
+    elif node is None or isinstance(node, bool):
+        value = node
+    elif isinstance(node, (int, float, str)):  # ruamel's ScalarFloat, ...
+        kinds = (int, float, str)
+        value = next(kind(node) for kind in kinds if isinstance(node, kind))
+    else:  # an object given on the command line
+        value = repr(node)
+    return {tag: value} if tag else value
+
+
+def run_settings(
+    *paths: PathLike,
+    overrides: Optional[Dict[str, Any]] = None,
+    exclude: Iterable[str] = NOT_TRAINED,
+) -> Dict[str, str]:
+    """What a run trains: each top-level key of the composed ``paths``,
+    with ``overrides`` merged in as HyperPyYAML merges them, as canonical
+    JSON text; the ``exclude`` keys (by default :data:`NOT_TRAINED`) are
+    left out.
+
+    References stay unresolved (``{"!ref": "<lr>"}``): a value built from
+    an excluded key (``num_workers`` in the loader options) does not change
+    with it, and one built from a kept key changes through that key's own
+    entry.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.yaml")
+    >>> _ = open(f, "w").write(
+    ...     "lr: 1.0e-4\\nnum_workers: 0\\nopts: {w: !ref <num_workers>}\\n"
+    ... )
+    >>> run_settings(f)
+    {'lr': '0.0001', 'opts': '{"w": {"!ref": "<num_workers>"}}'}
+    >>> run_settings(f, overrides={"lr": 0.0001, "num_workers": 4})["lr"]
+    '0.0001'
+    """
+    doc = _yaml().load(compose_yaml(*paths)) or {}
+    recursive_update(doc, dict(overrides or {}))
+    skip = set(exclude)
+    return {
+        str(key): json.dumps(_plain(value), sort_keys=True)
+        for key, value in doc.items()
+        if key not in skip
+    }
+
+
+def fingerprint(settings: Mapping[str, str]) -> str:
+    """SHA-256 of :func:`run_settings` (hex).
+
+    Example
+    -------
+    >>> fingerprint({"lr": "0.0001"}) == fingerprint({"lr": "0.0001"})
+    True
+    >>> fingerprint({"lr": "0.0001"}) == fingerprint({"lr": "0.001"})
+    False
+    """
+    text = json.dumps(dict(settings), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def changed_settings(
+    old: Mapping[str, str], new: Mapping[str, str]
+) -> List[str]:
+    """Keys whose settings differ (or exist on one side only), sorted.
+
+    Example
+    -------
+    >>> changed_settings({"lr": "1", "depth": "2"}, {"lr": "1", "depth": "3"})
+    ['depth']
+    """
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

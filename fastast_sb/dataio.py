@@ -4,7 +4,8 @@ A manifest is a CSV with ``ID``, ``duration``, ``wav`` and ``label``
 (multi-label: ``;``-joined class names). Every item yields ``sig`` (16 kHz
 mono) and ``targets`` (one-hot or multi-hot floats), so all recipes share one
 Brain. A prepared folder holds ``{train,valid,test}.csv``, ``classes.txt``
-(one name a line) and ``prepare.json`` (what was done).
+(one name a line), ``prepare.json`` (what was done; clips per sample rate)
+and, as in SpeechBrain recipes, ``save/label_encoder.txt``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Tuple,
     Union,
 )
 
@@ -34,7 +34,9 @@ import speechbrain as sb
 import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
-from fastast_sb.audio import AudioError, audio_duration, load_audio
+from fastast_sb.audio import load_audio
+
+logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 SPLITS = ("train", "valid", "test")
@@ -145,15 +147,16 @@ def classification_dataset(
     encoder: CategoricalEncoder,
     sample_rate: int = 16000,
     multilabel: bool = False,
+    warn_rate: bool = True,
 ) -> sb.dataio.dataset.DynamicItemDataset:
     """A dataset of ``id``, ``sig`` (mono, ``sample_rate``) and ``targets``
-    from a CSV manifest."""
+    from a CSV manifest (``warn_rate``: see :func:`load_audio`)."""
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(str(manifest))
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav: str) -> torch.Tensor:
-        return load_audio(wav, sample_rate)
+        return load_audio(wav, sample_rate, warn_rate)
 
     @sb.utils.data_pipeline.takes("label")
     @sb.utils.data_pipeline.provides("targets")
@@ -174,7 +177,8 @@ def manifest_datasets(
 ) -> dict:
     """The ``train``, ``valid``, ``test`` datasets and ``encoder`` of a
     prepared folder (class count checked against ``n_classes``; the main
-    process writes ``label_encoder.txt``)."""
+    process writes ``save/label_encoder.txt``). Clips below ``sample_rate``
+    are reported once, from ``prepare.json`` (:func:`warn_low_rates`)."""
     out = Path(folder)
     classes = read_classes(out / "classes.txt")
     if len(classes) != n_classes:
@@ -182,13 +186,15 @@ def manifest_datasets(
             f"the data has {len(classes)} classes but n_classes={n_classes}; "
             f"pass --n_classes={len(classes)}"
         )
-    main = sb.utils.distributed.if_main_process()
-    encoder = make_label_encoder(
-        classes, out / "label_encoder.txt" if main else None
-    )
+    encoder_path = None
+    if sb.utils.distributed.if_main_process():
+        (out / "save").mkdir(parents=True, exist_ok=True)
+        encoder_path = out / "save" / "label_encoder.txt"
+        warn_low_rates(out, sample_rate)
+    encoder = make_label_encoder(classes, encoder_path)
     sets: dict = {
         split: classification_dataset(
-            out / f"{split}.csv", encoder, sample_rate, multilabel
+            out / f"{split}.csv", encoder, sample_rate, multilabel, False
         )
         for split in SPLITS
     }
@@ -200,64 +206,43 @@ def prepared_datasets(
     hparams: Mapping[str, Any], prepare: Callable[..., Any], **options: Any
 ) -> dict:
     """Run ``prepare`` once (main process) into the run's ``output_folder``
-    with the run's ``data_folder`` and ``options``; return
+    with the run's ``data_folder``, ``bad_clips`` and ``options``; return
     :func:`manifest_datasets` of the result."""
     out = str(hparams["output_folder"])
     kwargs = dict(data_folder=hparams["data_folder"], save_folder=out)
+    kwargs["bad_clips"] = hparams["bad_clips"]
     sb.utils.distributed.run_on_main(prepare, kwargs={**kwargs, **options})
     return manifest_datasets(
         out, hparams["n_classes"], hparams["sample_rate"], hparams["multilabel"]
     )
 
 
-# ------------------------------------------------------------ preparation
-def clip_durations(
-    clips: Mapping[str, Optional[Path]],
-) -> Tuple[Dict[str, float], Dict[str, str]]:
-    """Seconds of every usable clip, and why each other one is not
-    (``missing``, ``missing: PATH`` or ``unreadable: PATH (reason)``).
+def warn_low_rates(folder: PathLike, sample_rate: int) -> int:
+    """Log once how many clips ``prepare.json`` of ``folder`` records below
+    ``sample_rate`` (they are upsampled); return that count.
 
     Example
     -------
-    >>> clip_durations({"a": None, "b": Path("/no/b.wav")})
-    ({}, {'a': 'missing', 'b': 'missing: /no/b.wav'})
+    >>> import tempfile
+    >>> warn_low_rates(tempfile.mkdtemp(), 16000)  # no prepare.json
+    0
     """
-    durations: Dict[str, float] = {}
-    problems: Dict[str, str] = {}
-    for key, path in clips.items():
-        if path is None or not path.is_file():
-            problems[key] = "missing" if path is None else f"missing: {path}"
-            continue
-        try:
-            durations[key] = audio_duration(path)
-        except AudioError as err:
-            problems[key] = f"unreadable: {path} ({err})"
-    return durations, problems
-
-
-def check_clips(
-    clips: Mapping[str, Path], where: str, most: Optional[int] = None
-) -> Dict[str, float]:
-    """Seconds of every clip; all unusable ones (``most`` shown) in one
-    :class:`DataError`: ``"N of M clips <where> cannot be used: ..."``.
-
-    Example
-    -------
-    >>> check_clips({"x": Path("/no/x.wav")}, "in /no")
-    Traceback (most recent call last):
-    ...
-    fastast_sb.dataio.DataError: 1 of 1 clips in /no cannot be used:
-      missing: /no/x.wav
-    """
-    durations, problems = clip_durations(clips)
-    if problems:
-        raise DataError(
-            f"{len(problems)} of {len(clips)} clips {where} cannot be "
-            "used:\n  " + "\n  ".join(list(problems.values())[:most])
+    path = Path(folder) / "prepare.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    rates = done.get("sample_rates", {}).items()
+    low = [(rate, v) for rate, v in rates if int(rate) < sample_rate]
+    if count := sum(v["clips"] for _, v in low):
+        listed = ", ".join(f"{v['clips']} at {rate} Hz" for rate, v in low)
+        first = low[0][1]["first"]
+        logger.warning(
+            "%d clips in %s are sampled below the model's %d Hz (%s) and "
+            "upsampled, which adds no high frequencies; the first: %s",
+            *(count, folder, sample_rate, listed, first),
         )
-    return durations
+    return count
 
 
+# ------------------------------------------------------------ preparation
 def manifest_paths(save: PathLike) -> Dict[str, Path]:
     """The split manifests and ``classes`` file of a prepared folder.
 

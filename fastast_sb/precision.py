@@ -4,14 +4,22 @@
 the CPU has AVX512-BF16 or AMX, or the GPU has bf16 units; fp32 otherwise. It
 never picks a format the device only emulates, and never int8 (int8 changes
 the weights, so it is always the user's explicit choice).
+
+:func:`prepare_model` makes the model a format needs: the same module for
+the autocast formats, a copy with int8 linear layers for int8 (see its
+docstring for the path chosen and the measurements behind it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import importlib.util
+import warnings
 from typing import ContextManager, Optional, Union
 
 import torch
+from torch import nn
 
 #: Accepted names, ``auto`` first.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -107,3 +115,90 @@ def autocast(device: Device, precision: str) -> ContextManager:
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(_device(device).type, dtype=dtype)
+
+
+def _quantize_dynamic(model: nn.Module) -> nn.Module:
+    """torch's dynamic int8 quantization of every ``nn.Linear`` (a copy)."""
+    quantization = torch.ao.quantization
+    with warnings.catch_warnings():
+        # Deprecated in favour of torchao, whose eager int8 is no faster
+        # here (see prepare_model); the kernels are fbgemm/oneDNN's.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantization.quantize_dynamic(
+            model, {nn.Linear}, dtype=torch.qint8, inplace=False
+        )
+
+
+def _quantize_torchao(model: nn.Module) -> nn.Module:
+    """torchao's int8 dynamic-activation, int8-weight linear layers."""
+    from torchao.quantization import (
+        Int8DynamicActivationInt8WeightConfig,
+        quantize_,
+    )
+
+    model = copy.deepcopy(model)
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    return model
+
+
+def prepare_model(model: nn.Module, precision: str) -> nn.Module:
+    """The model to run in the concrete ``precision`` (see
+    :func:`resolve_precision`): ``model`` itself for fp32, bf16 and fp16
+    (run it under :func:`autocast`), for int8 a copy whose linear layers
+    (the encoder's: qkv, proj, fc1, fc2, and any head passed in) compute
+    in int8 with dynamic per-token activation scales; ``model`` is left
+    untouched.
+
+    The int8 path was chosen by measurement: ``scripts/int8_paths.py``,
+    AST encoder at T=512, batch 4, one thread, Intel Xeon with AMX-bf16 /
+    AMX-int8 (2 cores shared with other jobs), torch 2.11, torchao 0.18,
+    onnxruntime 1.32; speed-up over torch fp32 in one round-robin run and
+    max |output - fp32| / max |fp32 output|:
+
+    ===========================================  ==========  ============
+    path                                         base        tiny 6-block
+    ===========================================  ==========  ============
+    torch bf16 autocast                          2.42x 7e-3  1.13x 8e-3
+    torch.ao ``quantize_dynamic`` int8 (chosen)  1.65x 5e-2  1.25x 5e-2
+    torchao ``Int8DynamicActivationInt8Weight``  1.21x 4e-2  0.54x 3e-2
+    ONNX Runtime fp32                            0.80x 1e-6  0.93x 8e-7
+    ONNX Runtime ``quantize_dynamic`` QInt8      1.89x 5e-2  1.33x 3e-2
+    ===========================================  ==========  ============
+
+    ("tiny 6-block": 192 wide, 16x16 patches, 258 tokens.) In PyTorch,
+    ``quantize_dynamic`` is faster eager than torchao (whose int8 gains
+    need ``torch.compile``: 31 s of compilation) and needs no extra
+    package; it is deprecated, so where a torch release drops it torchao
+    is used if installed. For the ONNX export ONNX Runtime's quantization
+    is the faster int8
+    (:func:`~fastast_sb.inference.onnx_export.quantize_onnx`). On this CPU
+    bf16 beats every int8 path on base: int8 is for CPUs without bf16
+    units, or for smaller weights.
+
+    Example
+    -------
+    >>> net = nn.Sequential(nn.Linear(8, 8))
+    >>> prepare_model(net, "bf16") is net
+    True
+    >>> q = prepare_model(net, "int8")
+    >>> type(q[0].weight) is nn.Parameter, type(net[0].weight)
+    (False, <class 'torch.nn.parameter.Parameter'>)
+    >>> bool((q(torch.ones(1, 8)) - net(torch.ones(1, 8))).abs().max() < 0.1)
+    True
+    """
+    check_precision(precision)
+    if precision == "auto":
+        raise ValueError(
+            "prepare_model needs a concrete precision; resolve 'auto' with "
+            "resolve_precision(precision, device) first"
+        )
+    if precision != "int8":
+        return model
+    if hasattr(torch.ao.quantization, "quantize_dynamic"):
+        return _quantize_dynamic(model)
+    if importlib.util.find_spec("torchao") is not None:
+        return _quantize_torchao(model)
+    raise ImportError(
+        "int8 needs torch.ao.quantization.quantize_dynamic (not in torch "
+        f"{torch.__version__}) or torchao (pip install torchao)"
+    )

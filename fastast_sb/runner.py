@@ -1,9 +1,13 @@
 """What every recipe's ``train.py`` does around its own data preparation.
 
 1. :func:`load_run` composes ``dataset.yaml`` + variant + command line,
-   joins the DDP group under ``torchrun`` and saves the resolved YAML in
-   the output folder.
-2. The recipe prepares its manifests and builds datasets (its only job).
+   checks the settings and, when the output folder holds a run, that they
+   are the ones its checkpoints were trained with (:func:`check_resume`);
+   then joins the DDP group under ``torchrun`` and saves the resolved YAML
+   in the output folder. Nothing is written before these checks.
+2. The recipe hands that YAML to SpeechBrain's
+   ``sb.create_experiment_directory`` (``log.txt``, ``env.log``, a copy of
+   ``train.py``), prepares its manifests and builds datasets.
 3. :func:`fit_and_test` trains a :class:`~fastast_sb.brain.FastASTBrain`
    (resuming from checkpoints), then tests every ``r`` of ``r_sweep`` with
    the throughput measured in the same run (``r_sweep.md`` / ``.csv``,
@@ -16,28 +20,44 @@ sweep runs on the main process only (the throughput needs one process).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml.error import MarkedYAMLError
 
+from fastast_sb.audio import AudioError
 from fastast_sb.averaging import EpochAverager, save_average
 from fastast_sb.brain import FastASTBrain, unwrap
-from fastast_sb.config import load_hparams
+from fastast_sb.checkpoint import CheckpointError
+from fastast_sb.config import load_hparams, run_settings
 from fastast_sb.dataio import DataError
 from fastast_sb.models.ast import AST
+from fastast_sb.precision import resolve_precision
+from fastast_sb.resume import (
+    RunError,
+    check_checkpoint_fits,
+    check_resume,
+    write_fingerprint,
+)
 from fastast_sb.samplers import EvalShardSampler
 from fastast_sb.sweep import r_sweep, write_tables
 from fastast_sb.teacher_cache import TeacherLogitCache, check_augmentation
-from fastast_sb.tome.schedule import parse_schedule
+from fastast_sb.tome.schedule import Schedule, parse_schedule
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
+
+
+#: SpeechBrain's run options that hold a precision.
+PRECISION_FLAGS = ("precision", "eval_precision")
 
 
 def load_run(
@@ -45,13 +65,55 @@ def load_run(
 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Parse ``train.py VARIANT.yaml [--key=value ...]``; return the loaded
     hparams and SpeechBrain's run options (device, debug, precision, ...).
+
+    Before anything is written, a :class:`RunError` stops a bad
+    ``r_sweep``, a precision SpeechBrain cannot train in (``auto`` is
+    resolved for the device first), and a resume with settings other than
+    those of the checkpoints (:func:`check_resume`; ``--continue_changed=
+    True`` continues anyway, if the checkpoint fits the new model). Then
+    the settings' fingerprint goes to ``save/fingerprint.json`` and the
+    resolved YAML to ``hyperparams.yaml``.
     """
+    argv = resolve_precision_flags(argv)
     variant_file, run_opts, overrides_text = sb.parse_arguments(list(argv))
-    overrides = load_hyperpyyaml(overrides_text) if overrides_text else {}
-    hparams, resolved = load_hparams(
-        dataset_yaml, variant_file, overrides=overrides
-    )
-    hparams["r_sweep"] = [parse_schedule(r) for r in hparams["r_sweep"]]
+    try:
+        overrides = load_hyperpyyaml(overrides_text) if overrides_text else {}
+    except MarkedYAMLError as err:  # --lr=1 --lr=2, ...
+        raise RunError(f"command-line settings: {err.problem}") from None
+    continue_changed = overrides.pop("continue_changed", False)
+    if not isinstance(continue_changed, bool):
+        raise RunError(
+            f"--continue_changed={continue_changed}: expected True or False"
+        )
+    try:
+        hparams, resolved = load_hparams(
+            dataset_yaml, variant_file, overrides=overrides
+        )
+    except KeyError as err:  # hyperpyyaml: "Override 'x' not found in: [..]"
+        found = re.match(
+            r"Override '([^']+)' not found in: \[(.*)\]", err.args[0]
+        )
+        if not found:
+            raise
+        known = re.findall(r"'([^']+)'", found[2])
+        close = difflib.get_close_matches(found[1], known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise RunError(
+            f"--{found[1]} is not a setting of {Path(variant_file).name} "
+            f"on {Path(dataset_yaml).parent.name}{hint}"
+        ) from None
+    hparams["r_sweep"] = parse_r_sweep(hparams["r_sweep"])
+    device = run_opts["device"] or sb.utils.distributed.infer_device()
+    for key in PRECISION_FLAGS:
+        if key in hparams and key not in run_opts.overridden_args:
+            hparams[key] = training_precision(hparams[key], device, key)
+    paths = (dataset_yaml, variant_file)
+    settings = training_settings(paths, overrides, run_opts)
+    checkpointer = hparams["checkpointer"]
+    save = Path(checkpointer.checkpoints_dir)
+    changed = check_resume(save, settings, continue_changed)
+    if changed:
+        check_checkpoint_fits(checkpointer, changed)
     # torchrun sets RANK / LOCAL_RANK: join the group (backend from the
     # command line, else from hparams) before any run_on_main.
     backend = run_opts["distributed_backend"]
@@ -61,11 +123,115 @@ def load_run(
     out = Path(hparams["output_folder"])
     out.mkdir(parents=True, exist_ok=True)
     if sb.utils.distributed.if_main_process():
+        write_fingerprint(save, settings)
         (out / "hyperparams.yaml").write_text(resolved, encoding="utf-8")
     sb.utils.logger.setup_logging()
     if run_opts.get("debug"):
         hparams["r_sweep"] = hparams["r_sweep"][:2]
     return hparams, run_opts
+
+
+def training_settings(
+    paths: Sequence[PathLike],
+    overrides: Dict[str, Any],
+    run_opts: Dict[str, Any],
+) -> Dict[str, str]:
+    """:func:`~fastast_sb.config.run_settings` of the run, and ``debug``
+    (SpeechBrain's few-batch training: ``--debug``, its batches, epochs).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "a.yaml")
+    >>> _ = open(f, "w").write("lr: 0.1\\ndata_folder: /data\\n")
+    >>> opts = {"debug": True, "debug_batches": 2, "debug_epochs": 2}
+    >>> training_settings([f], {"lr": 0.2}, opts)
+    {'lr': '0.2', 'debug': '[2, 2]'}
+    """
+    settings = run_settings(*paths, overrides=overrides)
+    debug = [run_opts["debug_batches"], run_opts["debug_epochs"]]
+    settings["debug"] = json.dumps(debug if run_opts["debug"] else False)
+    return settings
+
+
+def parse_r_sweep(values: Any) -> List[Schedule]:
+    """The schedules of ``r_sweep``, or a :class:`RunError` naming the bad
+    entry.
+
+    Example
+    -------
+    >>> [str(r) for r in parse_r_sweep([0, "flops:0.5"])]
+    ['0', 'flops:0.5']
+    >>> parse_r_sweep([0, "fast"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fastast_sb.resume.RunError: r_sweep entry 'fast': merge schedule ...
+    """
+    if not isinstance(values, (list, tuple)):
+        raise RunError(
+            f"r_sweep={values!r}: expected a list of merge schedules, "
+            "e.g. --r_sweep=[0, 8, flops:0.5]"
+        )
+    schedules = []
+    for r in values:
+        try:
+            schedules.append(parse_schedule(r))
+        except (TypeError, ValueError) as err:
+            raise RunError(f"r_sweep entry {r!r}: {err}") from None
+    return schedules
+
+
+def training_precision(precision: str, device: str, key: str) -> str:
+    """``precision`` as SpeechBrain trains or tests in it on ``device``
+    (``auto`` resolved), or a :class:`RunError` (``int8`` is for trained
+    models only).
+
+    Example
+    -------
+    >>> training_precision("auto", "cpu", "precision") in ("bf16", "fp32")
+    True
+    >>> training_precision("int8", "cpu", "precision")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fastast_sb.resume.RunError: precision=int8 is for inference only ...
+    """
+    if precision == "int8":
+        raise RunError(
+            f"{key}=int8 is for inference only (int8 layers of a trained "
+            "model); train and test in fp32, bf16, fp16 or auto"
+        )
+    try:
+        return resolve_precision(precision, device)
+    except ValueError as err:
+        raise RunError(f"{key}: {err}") from None
+
+
+def resolve_precision_flags(argv: Sequence[str]) -> List[str]:
+    """``argv`` with ``--precision`` / ``--eval_precision`` concrete for
+    the run's ``--device`` (SpeechBrain accepts fp32, bf16 and fp16 only).
+
+    Example
+    -------
+    >>> resolve_precision_flags(["a.yaml", "--precision", "fp32"])
+    ['a.yaml', '--precision', 'fp32']
+    """
+    args = list(argv)
+
+    def where(flag: str) -> Tuple[Optional[int], Optional[str]]:
+        for i, arg in enumerate(args):
+            if arg.startswith(f"--{flag}="):
+                return i, arg.split("=", 1)[1]
+            if arg == f"--{flag}" and i + 1 < len(args):
+                return i + 1, args[i + 1]
+        return None, None
+
+    device = where("device")[1] or sb.utils.distributed.infer_device()
+    for key in PRECISION_FLAGS:
+        i, value = where(key)
+        if i is not None:
+            concrete = training_precision(value, device, key)
+            args[i] = f"--{key}={concrete}" if "=" in args[i] else concrete
+    return args
 
 
 def load_pretrained(hparams: Dict[str, Any]) -> None:
@@ -225,11 +391,13 @@ def recipe_main(
     run: Callable[[Sequence[str]], Any],
     argv: Optional[Sequence[str]] = None,
 ) -> int:
-    """Command line of a recipe: returns 0, or 1 when the data cannot be
-    used (a :class:`DataError`, printed as one clear line)."""
+    """Command line of a recipe: returns 0, or 1 when the data or the
+    run's settings cannot be used (a :class:`DataError` or its
+    :class:`RunError`, an unusable checkpoint or audio file), printed as
+    one clear line."""
     try:
         run(sys.argv[1:] if argv is None else argv)
-    except DataError as err:
+    except (DataError, CheckpointError, AudioError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -5,10 +5,15 @@ thread count: tokens per block, analytic GFLOPs and FLOP ratio, samples/s
 and speed-up against r = 0 (same run, round-robin, median of per-round
 ratios). ``--mode train`` times training steps, ``--compare-hf`` HF's
 ``ASTForAudioClassification`` in the same rounds; ``--checkpoint`` and
-``--train-inf-checkpoint`` add accuracy / mAP per schedule::
+``--train-inf-checkpoint`` add accuracy / mAP per schedule.
+``--precision fp32 bf16 int8`` times every format's schedules in the same
+rounds (speed-up over fp32 at r = 0; :mod:`~fastast_sb.benchmark.formats`),
+``--latency`` adds ms per clip at batch 1::
 
     python -m fastast_sb.benchmark --preset base --tdim 512 --batch 8 \\
         --r 0 8 16 32 flops:0.5 --compare-hf --out bench/
+    python -m fastast_sb.benchmark --preset base --tdim 512 --batch 4 \\
+        --r 0 flops:0.5 --precision fp32 bf16 int8 --latency
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from fastast_sb.benchmark import report
+from fastast_sb.benchmark import formats, report
 from fastast_sb.models.ast import AST, PRESETS, ASTHead
+from fastast_sb.precision import PRECISIONS
 from fastast_sb.tables import format_markdown, write_table
 from fastast_sb.timing import (
     device_name,
@@ -68,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     num("--depth", help="number of blocks (default: the preset's 12)")
     num("--batch", default=8)
     add("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    add("--dtype", choices=sorted(DTYPES), default="fp32", help="autocast to")
+    add("--dtype", choices=sorted(DTYPES), help="autocast to (default fp32)")
+    prec_help = (
+        "formats timed side by side in one run (fp32 added first: the "
+        "reference); int8: dynamic int8 linear layers, CPU"
+    )
+    add("--precision", nargs="+", choices=PRECISIONS, help=prec_help)
+    lat_help = "also time one clip (batch 1) per row: latency in ms"
+    add("--latency", action="store_true", help=lat_help)
     r_help = f"schedules, each {FORMS}; r=0 is added first when missing"
     add("--r", nargs="+", default=["0", "8", "16"], help=r_help)
     num("--repeats", default=5, help="rounds, each timing every config once")
@@ -137,6 +150,19 @@ def _parse(argv: List[str]) -> Tuple[argparse.Namespace, Any]:
         )
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    args.formats = None
+    if args.precision is not None:
+        if args.dtype is not None:
+            parser.error("--dtype and --precision: give one of them")
+        try:
+            args.formats = formats.resolve_formats(args.precision, args.device)
+        except ValueError as err:
+            parser.error(f"--precision: {err}")
+        if args.mode == "train" and "int8" in args.formats:
+            parser.error("--precision int8 is for inference (--mode infer)")
+    if args.latency and args.mode == "train":
+        parser.error("--latency times inference (--mode infer)")
+    args.dtype = args.dtype or "fp32"
     return args, parser
 
 
@@ -192,8 +218,10 @@ def _add_metrics(
     specs: List[Any],
     rows: List[Row],
     dtype: Optional[torch.dtype],
+    models: Optional[Dict[str, Any]] = None,
 ) -> str:
-    """Accuracy / mAP columns of the checkpoint(s); the metric name."""
+    """Accuracy / mAP columns of the checkpoint(s) (per format with
+    ``models``); the metric name."""
     from fastast_sb.benchmark import accuracy
 
     manifest = args.data or accuracy.default_manifest(args.checkpoint)
@@ -205,8 +233,12 @@ def _add_metrics(
     other = args.train_inf_checkpoint
     if other is not None:
         other = accuracy.load_classifier(other, str(args.device))
-    return accuracy.add_metrics(
-        rows, specs, tagger, manifest, other, args.eval_batch, dtype
+    if models is None:
+        return accuracy.add_metrics(
+            rows, specs, tagger, manifest, other, args.eval_batch, dtype
+        )
+    return formats.add_format_metrics(
+        rows, specs, tagger, other, models, manifest, args.eval_batch
     )
 
 
@@ -217,9 +249,12 @@ def _time(
     specs: List[Any],
     rows: List[Row],
     dtype: Optional[torch.dtype],
+    models: Optional[Dict[str, Any]] = None,
 ) -> Optional[Dict[str, float]]:
-    """Time a step per schedule (then HF's, if asked for): samples/s and
-    speed-ups into ``rows``; HF's numbers, if timed."""
+    """Time a step per row (``models``: per format, then schedule), with
+    ``--latency`` one per row on a single clip, then HF's, if asked for:
+    samples/s, speed-ups (over the first row) and latencies into ``rows``;
+    HF's numbers, if timed."""
     feats = random_features(model, args.batch)
     n_classes = head.linear.out_features
     labels = None
@@ -227,17 +262,27 @@ def _time(
         gen = torch.Generator().manual_seed(1)
         labels = torch.randint(n_classes, (args.batch,), generator=gen)
         labels = labels.to(feats.device)
-    steps = schedule_steps(model, head, feats, specs, labels, dtype)
+    if models is None:
+        steps = schedule_steps(model, head, feats, specs, labels, dtype)
+    else:
+        steps = formats.format_steps(models, head, feats, specs, labels)
+    n_rows = len(steps)
+    if args.latency:
+        clip_models = models or {args.dtype: model}
+        steps += formats.latency_steps(clip_models, head, feats[:1], specs)
     if args.compare_hf:
         from fastast_sb.benchmark.hf import hf_step
 
         steps.append(hf_step(model, feats, labels, dtype, n_classes))
     times = interleaved_times(steps, args.device, args.warmup, args.repeats)
-    ours = times[: len(rows)]
+    ours = times[:n_rows]
     for row, t, speedup in zip(rows, ours, paired_speedups(ours)):
         row["samples_per_s"] = args.batch / statistics.median(t)
         row["speedup"] = speedup
         row["speedup_per_flop_ratio"] = speedup / row["flop_ratio"]
+    if args.latency:
+        for row, t in zip(rows, times[n_rows : 2 * n_rows]):
+            row["latency_ms"] = 1000 * statistics.median(t)
     if not args.compare_hf:
         return None
     return {
@@ -258,7 +303,7 @@ def _meta(args: argparse.Namespace, argv: List[str], model: AST) -> dict:
         "batch": args.batch,
         "device": str(args.device),
         "machine": device_name(args.device),
-        "dtype": args.dtype,
+        "dtype": ", ".join(args.formats or [args.dtype]),
         "threads": torch.get_num_threads(),
         "mode": args.mode,
         "cpu_batch_tokens": model.cpu_batch_tokens,
@@ -266,6 +311,8 @@ def _meta(args: argparse.Namespace, argv: List[str], model: AST) -> dict:
         "repeats": args.repeats,
         "torch": torch.__version__,
     }
+    if args.latency:
+        meta["latency_clip_s"] = model.input_tdim / 100  # 10 ms frames
     if args.device.type == "cpu" and hasattr(os, "getloadavg"):
         meta["load"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return meta
@@ -288,10 +335,14 @@ def run(argv: Optional[Sequence[str]] = None) -> BenchmarkResult:
     dtype = DTYPES[args.dtype]
     model, head, tagger = _build(args)
     specs, rows = _rows(args.r, model, parser)
+    models = None
+    if args.formats is not None:
+        models = formats.format_models(model, args.formats)
+        rows = [dict(row, precision=f) for f in args.formats for row in rows]
     metric = "acc"
     if tagger is not None:
-        metric = _add_metrics(args, tagger, specs, rows, dtype)
-    hf = _time(args, model, head, specs, rows, dtype)
+        metric = _add_metrics(args, tagger, specs, rows, dtype, models)
+    hf = _time(args, model, head, specs, rows, dtype, models)
     meta = _meta(args, argv, model)
     header, footer = report.benchmark_notes(meta, hf)
     layout = report.benchmark_layout(rows, metric)

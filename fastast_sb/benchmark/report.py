@@ -67,6 +67,8 @@ _BENCHMARK = [
 ]
 #: CSV columns of the benchmark always present, in order.
 CSV_COLUMNS = [c.key for c in _BENCHMARK]
+#: ``--latency``: ms per clip at batch 1.
+_LATENCY = column("latency (ms, batch 1)", "latency_ms", ".1f")
 
 
 def has_metrics(rows: Sequence[Row]) -> List[str]:
@@ -91,7 +93,12 @@ def benchmark_layout(rows: Sequence[Row], metric: str = "acc") -> List[Column]:
     """
     percent = metric == "acc"
     unit = f"{metric} (%)" if percent else metric
-    return _BENCHMARK + [
+    layout = list(_BENCHMARK)
+    if any("precision" in row for row in rows):
+        layout.insert(0, column("precision", "precision"))
+    if any("latency_ms" in row for row in rows):
+        layout.append(_LATENCY)
+    return layout + [
         Column(f"{unit} {_METRICS[m]}", m, partial(_metric_cell, m, percent))
         for m in has_metrics(rows)
     ]
@@ -131,6 +138,12 @@ def benchmark_notes(
         f"{meta['dtype']}, {meta['threads']} threads, torch {meta['torch']}"
         + load,
     ]
+    if "latency_clip_s" in meta:
+        header.append(
+            f"- latency: one clip ({meta['tdim']} frames, "
+            f"{meta['latency_clip_s']:.2f} s of audio) per call, batch 1, "
+            "timed in the same rounds"
+        )
     if meta["device"] == "cpu" and meta["mode"] == "infer":
         tokens = meta["cpu_batch_tokens"]
         split = f"at most {tokens} tokens per encoder pass" if tokens else "off"
@@ -143,7 +156,8 @@ def benchmark_notes(
         f"configuration, then {meta['repeats']} rounds timing every "
         "configuration once, round-robin, device synchronised; samples/s "
         "from the median time; speed-up = median over rounds of the "
-        "per-round time ratio to r=0 (same run); FLOP ratio = analytic "
+        "per-round time ratio to the first row (r=0; in fp32 when formats "
+        "are compared; same run); FLOP ratio = analytic "
         "FLOPs at r=0 / at r",
         "",
     ]
@@ -156,6 +170,12 @@ def benchmark_notes(
             f"**{hf['ratio']:.3f}** (same rounds, median per-round ratio)",
         ]
     return header, footer
+
+
+def _label(row: Row) -> str:
+    """``r=8``, or ``int8 r=8`` for a row of a format comparison."""
+    prefix = f"{row['precision']} " if "precision" in row else ""
+    return f"{prefix}r={row['r']}"
 
 
 def plot(
@@ -187,7 +207,7 @@ def plot(
             ys = [(100 if percent else 1) * row[m] for row in pts]
             ax.plot(xs, ys, marker=marker, label=_METRICS[m])
             for x, y, row in zip(xs, ys, pts):
-                ax.annotate(f"r={row['r']}", (x, y), xytext=(4, 4), **note)
+                ax.annotate(_label(row), (x, y), xytext=(4, 4), **note)
         ax.set_xlabel("samples/s (measured)")
         ax.set_ylabel(f"{metric} (%)" if percent else metric)
         ax.legend()
@@ -199,7 +219,7 @@ def plot(
         ax.plot([1.0, top], [1.0, top], "--", color="gray", label=ideal)
         ax.plot(xs, ys, "o-", label="measured")
         for x, y, row in zip(xs, ys, rows):
-            text = f"r={row['r']}\n{row['samples_per_s']:.1f}/s"
+            text = f"{_label(row)}\n{row['samples_per_s']:.1f}/s"
             ax.annotate(text, (x, y), xytext=(4, -14), **note)
         ax.set_xlabel("analytic FLOP ratio vs r=0")
         ax.set_ylabel("measured speed-up vs r=0 (same run)")

@@ -1,12 +1,18 @@
 """Command-line entry points of :mod:`fastast_sb.inference`.
 
-``fastast-tag`` tags audio files with a model folder::
+``fastast-tag`` tags audio files (or folders of them, recursively) with a
+model folder::
 
-    fastast-tag FILE... --model DIR [--r 16] [--top 5] [--hop SECONDS]
-        [--batch-size 8] [--json] [--device cpu]
+    fastast-tag FILE_OR_FOLDER... --model DIR [--r 16] [--top 5]
+        [--hop SECONDS] [--batch-size 8] [--json] [--device cpu]
+        [--precision auto] [--timeline OUT.csv|OUT.json] [--plot OUT.png]
 
-Long clips are scored with sliding windows. A file (or model) that cannot
-be used gives exit status 1 and its reason on stderr; the rest is tagged.
+Long clips are scored with sliding windows, read from disk a batch of
+windows at a time. ``--timeline`` writes each window's start, end and top
+labels; ``--plot`` draws the labels over time (one PNG, or a folder of
+them for several files). A progress bar runs on stderr when it is a
+terminal. A file (or model) that cannot be used gives exit status 1 and
+its reason on stderr; the rest is tagged.
 
 ``python -m fastast_sb.inference`` manages model folders::
 
@@ -22,9 +28,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from fastast_sb.audio import AudioError
+from fastast_sb.precision import PRECISIONS
 from fastast_sb.tome.schedule import FORMS, Schedule, parse_schedule
 
 
@@ -45,7 +53,11 @@ def tag_parser(prog: str = "fastast-tag") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Tag audio files with a FastAST model folder."
     )
-    parser.add_argument("files", nargs="+", help="audio files (any format)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        help="audio files (any format) or folders (searched recursively)",
+    )
     parser.add_argument(
         "--model", required=True, help="model folder (hyperparams.yaml)"
     )
@@ -60,7 +72,21 @@ def tag_parser(prog: str = "fastast-tag") -> argparse.ArgumentParser:
         "--batch-size", type=int, default=8, help="windows per forward pass"
     )
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda:0")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="number format (auto: bf16 where the device computes it "
+        "natively, else fp32; int8: CPU)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON output")
+    parser.add_argument(
+        "--timeline", help="write every window's top labels (.csv or .json)"
+    )
+    parser.add_argument(
+        "--plot",
+        help="PNG of the labels over time (a folder of PNGs for several files)",
+    )
     return parser
 
 
@@ -81,6 +107,28 @@ def _print_table(entry: Dict[str, Any]) -> None:
         print(f"  {rank:>2}. {item['label']:<{width}}  {item['score']:.4f}")
 
 
+def _plot_paths(plot: Optional[str], files: List[str]) -> Dict[str, Path]:
+    """File -> its PNG: ``plot`` itself for one file (``.png``), else
+    ``plot/<name>.png`` in a folder (a number added to repeated names)."""
+    if plot is None:
+        return {}
+    if Path(plot).suffix.lower() == ".png":
+        if len(files) > 1:
+            raise ValueError(
+                f"--plot {plot} is one PNG but {len(files)} files are "
+                "tagged; pass a folder to get one PNG per file"
+            )
+        return {files[0]: Path(plot)} if files else {}
+    paths: Dict[str, Path] = {}
+    taken: Dict[str, int] = {}
+    for file in files:
+        stem = Path(file).stem
+        taken[stem] = taken.get(stem, 0) + 1
+        name = stem if taken[stem] == 1 else f"{stem}_{taken[stem]}"
+        paths[file] = Path(plot) / f"{name}.png"
+    return paths
+
+
 def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     """``fastast-tag``: returns the exit status (0 ok, 1 a file failed)."""
     args = tag_parser().parse_args(argv)
@@ -95,6 +143,16 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     ]
     if problems:
         return _fail("; ".join(problems))
+    from fastast_sb.inference import timeline
+    from fastast_sb.inference.streaming import find_audio
+
+    try:
+        files = [str(path) for path in find_audio(args.files)]
+        if args.timeline is not None:
+            timeline.check_timeline_path(args.timeline)
+        plots = _plot_paths(args.plot, files)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
     start = time.perf_counter()
     try:
         from fastast_sb.inference.tagger import AudioTagger
@@ -103,14 +161,22 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
         return _fail(f"cannot load model {args.model}: {err}")
     try:
+        tagger.set_precision(args.precision)
+    except (ValueError, ImportError, RuntimeError) as err:
+        return _fail(f"invalid --precision: {err}")
+    try:
         if args.r is not None:
             tagger.r = _schedule(args)
     except (TypeError, ValueError) as err:
         return _fail(f"invalid --r: {err}")
     load_s = time.perf_counter() - start
     entries: List[Dict[str, Any]] = []
+    rows: List[Dict[str, Any]] = []
     failed = 0
-    for file in args.files:
+    from tqdm import tqdm
+
+    many = len(files) > 1
+    for file in tqdm(files, unit="file", disable=None if many else True):
         t0 = time.perf_counter()
         try:
             result = tagger.tag_file(file, args.hop, args.batch_size)
@@ -129,13 +195,26 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
             ],
         }
         entries.append(entry)
+        if args.timeline is not None:
+            rows += timeline.timeline_rows(file, result, args.top)
+        try:
+            if file in plots:
+                timeline.plot_timeline(plots[file], result, title=file)
+        except OSError as err:
+            return _fail(f"cannot write --plot {plots[file]}: {err}")
         if not args.json:
             _print_table(entry)
+    try:
+        if args.timeline is not None:
+            timeline.write_timeline(args.timeline, rows, args.top)
+    except OSError as err:
+        return _fail(f"cannot write --timeline {args.timeline}: {err}")
     total_s = time.perf_counter() - start
     if args.json:
         summary = {
             "model": args.model,
             "r": str(tagger.r),
+            "precision": tagger.inference_precision,
             "multilabel": tagger.multilabel,
             "files": entries,
             "failed": failed,
@@ -146,7 +225,8 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         print(
             f"tagged {len(entries) - failed} of {len(entries)} file(s) in "
-            f"{total_s:.2f} s (model load {load_s:.2f} s, r={tagger.r})"
+            f"{total_s:.2f} s (model load {load_s:.2f} s, r={tagger.r}, "
+            f"{tagger.inference_precision})"
         )
     return 1 if failed else 0
 
@@ -203,6 +283,12 @@ def manage_parser() -> argparse.ArgumentParser:
         "--samples", type=int, help="samples per input (default: one window)"
     )
     onx.add_argument("--batch-size", type=int, default=1)
+    onx.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="int8: ONNX Runtime dynamic quantization of the encoder",
+    )
     _add_r(onx)
 
     sub.add_parser(
@@ -227,6 +313,7 @@ def manage_main(argv: Optional[Sequence[str]] = None) -> int:
                 r=_schedule(args),
                 num_samples=args.samples,
                 batch_size=args.batch_size,
+                precision=args.precision,
             )
             checked = "unchecked" if diff is None else f"{diff:.2e}"
             print(f"wrote {args.out} (max |ONNX - PyTorch| = {checked})")

@@ -1,11 +1,11 @@
 """Package a finished recipe run as a model folder.
 
 A run folder (``<output_root>/<variant>/fold<k>/seed<s>/``) holds the
-composed ``hyperparams.yaml``, ``label_encoder.txt`` and checkpoints under
-``save/CKPT+*/``. The run's YAML is read as text (nothing in it is built:
-no seeding, no teacher, no logger); the front end, normalisation, AST and
-head are rebuilt from their own arguments in it and given the checkpoint
-the recipe's test used.
+composed ``hyperparams.yaml``, ``save/label_encoder.txt`` (older runs:
+``label_encoder.txt``) and checkpoints under ``save/CKPT+*/``. The run's
+YAML is read as text (nothing in it is built: no seeding, no teacher, no
+logger); the front end, normalisation, AST and head are rebuilt from their
+own arguments in it and given the checkpoint the recipe's test used.
 
     python -m fastast_sb.inference export RUN_DIR OUT_DIR [--r 8]
 """
@@ -88,7 +88,10 @@ def _object_args(doc: Any, key: str, path: Path) -> Dict[str, Any]:
     return dict(load_hyperpyyaml(text.getvalue()) or {})
 
 
-def _classes(path: Path) -> List[str]:
+def _classes(run_dir: Path) -> List[str]:
+    path = run_dir / "save" / "label_encoder.txt"
+    if not path.is_file() and (run_dir / "label_encoder.txt").is_file():
+        path = run_dir / "label_encoder.txt"  # runs before save/ held it
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: the run's label encoder (written by the "
@@ -199,7 +202,7 @@ def export_run(
         out_dir,
         model.eval(),
         head.eval(),
-        _classes(run_dir / "label_encoder.txt"),
+        _classes(run_dir),
         features,
         norm,
         multilabel=bool(doc.get("multilabel", False)),

@@ -10,7 +10,17 @@ Load-time overrides (``overrides={...}``): ``tome_r``, a merge schedule in
 the text form of :mod:`fastast_sb.tome.schedule` (``16``, ``"flops:0.5"``,
 ``"ramp:8:-1"``, ``"16,8,4"``), and ``pretrained_path``, a folder or hub id
 holding the weight files (``null``: the ``source`` of ``from_hparams``, so
-the folder can be moved as it is).
+the folder can be moved as it is); ``inference_precision``, the number
+format :class:`~fastast_sb.inference.tagger.AudioTagger` computes in
+(:data:`~fastast_sb.precision.PRECISIONS`; ``null``: the caller's default).
+
+Loading is strict: a weights file that lacks a tensor of the model, holds
+one the model lacks or one of another shape is an error naming the file and
+the first keys, as is a label file with a class count other than
+``n_classes`` (:mod:`~fastast_sb.inference.loading`). A clip longer than the
+model input is cut by SpeechBrain's ``classify_batch``/``classify_file``,
+with a warning naming the input length (:class:`ModelFbank`);
+``AudioTagger`` covers it with windows.
 
 References: M. Ravanelli et al., "SpeechBrain: A General-Purpose Speech
 Toolkit", 2021; Y. Gong et al., "AST: Audio Spectrogram Transformer",
@@ -90,6 +100,48 @@ def yaml_value(value: Any) -> str:
     )
 
 
+class ModelFbank(KaldiFbank):
+    """:class:`~fastast_sb.features.KaldiFbank` that warns when it cuts a
+    clip longer than the model input (``target_length`` frames), naming
+    the input length: SpeechBrain's ``classify_batch`` scores only that
+    much; ``AudioTagger.tag_file`` / ``classify_file`` use windows. The
+    first cut is a warning, later ones are logged at debug level.
+
+    Example
+    -------
+    >>> ModelFbank(target_length=100)(torch.randn(1, 40000)).shape
+    torch.Size([1, 100, 128])
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cuts_reported = False
+
+    def forward(
+        self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        feats = super().forward(wavs, lens)
+        samples = wavs.shape[-1]
+        if lens is not None and lens.numel():
+            samples = int(round(float(lens.max()) * samples))
+        shift = int(round(self.sample_rate * self.frame_shift / 1000))
+        frames = 1 + (samples - self.min_samples) // shift
+        if self.target_length is not None and frames > self.target_length:
+            window = (self.target_length - 1) * shift + self.min_samples
+            log = logger.debug if self.cuts_reported else logger.warning
+            self.cuts_reported = True
+            log(
+                "a %.2f s clip is cut to the model input of %.2f s (%d "
+                "frames): only its start is scored; AudioTagger.tag_file "
+                "and classify_file cover it with windows (further cuts are "
+                "logged at debug level)",
+                samples / self.sample_rate,
+                window / self.sample_rate,
+                self.target_length,
+            )
+        return feats
+
+
 _TEMPLATE = """\
 # FastAST model folder (fastast_sb.inference), {description}.
 # Load it with SpeechBrain, no network needed:
@@ -98,6 +150,9 @@ _TEMPLATE = """\
 # scores, top-k labels, sliding windows). Overrides at load time:
 #   tome_r: merge schedule (0 = plain AST; 16; flops:0.5; ramp:8:-1; 8,4)
 #   pretrained_path: folder holding the *.ckpt files (null = this folder)
+#   inference_precision: AudioTagger's number format (auto, fp32, bf16,
+#     fp16, int8; auto = bf16 where the device computes it natively;
+#     null = the caller's default: fastast-tag auto, AudioTagger fp32)
 
 sample_rate: {sample_rate}
 n_mels: {n_mels}
@@ -111,8 +166,9 @@ multilabel: {multilabel}
 tome_r: {tome_r}
 prop_attn: {prop_attn}
 pretrained_path: null
+inference_precision: null
 
-compute_features: !new:fastast_sb.features.KaldiFbank
+compute_features: !new:fastast_sb.inference.folder.ModelFbank
     sample_rate: !ref <sample_rate>
     n_mels: !ref <n_mels>
     target_length: !ref <target_length>
@@ -165,6 +221,11 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
         label_encoder: !ref <label_encoder>
     paths: !apply:fastast_sb.inference.folder.pretrained_paths
         - !ref <pretrained_path>
+    custom_hooks:  # strict: a missing or mismatched tensor is an error
+        embedding_model: !name:fastast_sb.inference.loading.load_strict
+        classifier: !name:fastast_sb.inference.loading.load_strict
+        label_encoder: !name:fastast_sb.inference.loading.load_labels
+            n_classes: !ref <n_classes>
 """
 
 

@@ -1,6 +1,6 @@
 """``AudioTagger``: scores, top-k labels and sliding windows for a model folder.
 
-:class:`AudioTagger` is SpeechBrain's ``EncoderClassifier`` with three
+:class:`AudioTagger` is SpeechBrain's ``EncoderClassifier`` with these
 differences:
 
 - ``encode_batch`` passes the relative lengths to ``compute_features``, as
@@ -10,7 +10,16 @@ differences:
   single-label ones (the model folder's ``multilabel`` key);
 - :meth:`AudioTagger.tag_waveform` / :meth:`AudioTagger.tag_file` cover a
   long clip with windows of the model's input length (half a window apart
-  by default, the last one aligned to the end) and average their scores.
+  by default, the last one aligned to the end) and average their scores;
+  ``tag_file`` reads a file window by window
+  (:class:`~fastast_sb.inference.streaming.AudioReader`), so memory stays
+  bounded by the window whatever the file's length, and ``classify_file``
+  covers the whole clip the same way (never only its first window);
+- it computes in a chosen number format (:meth:`AudioTagger.set_precision`,
+  the ``precision`` of :meth:`AudioTagger.from_folder`, or the model
+  folder's ``inference_precision`` key; else :attr:`DEFAULT_PRECISION`,
+  fp32, whose outputs equal ``EncoderClassifier``'s and the ONNX export's;
+  ``fastast-tag`` defaults to ``auto``; see :mod:`fastast_sb.precision`).
 
 References: Y. Gong et al., "AST: Audio Spectrogram Transformer",
 Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
@@ -18,86 +27,33 @@ Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import torch
 from speechbrain.inference.classifiers import EncoderClassifier
 from speechbrain.utils.fetching import FetchConfig
 
 from fastast_sb.audio import check_waveform, load_audio
+from fastast_sb.inference.loading import load_strict
+from fastast_sb.inference.streaming import AudioReader
+from fastast_sb.inference.windows import (
+    TagResult,
+    clip_logits,
+    top_k,
+    window_starts,
+)
+from fastast_sb.precision import (
+    autocast,
+    check_precision,
+    prepare_model,
+    resolve_precision,
+)
 
 #: Kaldi's default analysis window (ms).
 FRAME_LENGTH_MS = 25.0
 
-
-def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
-    """Start samples of ``window``-long windows, ``hop`` apart, covering
-    ``num_samples``; the last one ends at the clip's end (0 for a short clip).
-
-    Example
-    -------
-    >>> window_starts(100, 40, 20)
-    [0, 20, 40, 60]
-    >>> window_starts(90, 40, 20)
-    [0, 20, 40, 50]
-    >>> window_starts(30, 40, 20)
-    [0]
-    """
-    if window < 1 or hop < 1:
-        raise ValueError(
-            f"window and hop must be >= 1 sample, got {window} and {hop}"
-        )
-    if num_samples <= window:
-        return [0]
-    return [*range(0, num_samples - window, hop), num_samples - window]
-
-
-@dataclass
-class TagResult:
-    """Scores of one clip: ``scores`` [C] (class probabilities averaged
-    over the ``windows`` windows, ``window_scores`` [W, C] those of each),
-    ``labels`` (class names in output order), ``duration`` (seconds)."""
-
-    scores: torch.Tensor
-    labels: List[str]
-    windows: int
-    duration: float
-    window_scores: torch.Tensor = field(repr=False)
-
-    def top(self, k: int = 5) -> List[Tuple[str, float]]:
-        """The ``k`` best (label, score) pairs, best first.
-
-        Example
-        -------
-        >>> r = TagResult(torch.tensor([0.1, 0.7, 0.2]), ["a", "b", "c"], 1,
-        ...               1.0, torch.zeros(1, 3))
-        >>> [(label, round(s, 2)) for label, s in r.top(2)]
-        [('b', 0.7), ('c', 0.2)]
-        """
-        return top_k(self.scores, self.labels, k)
-
-
-def top_k(
-    scores: torch.Tensor, labels: List[str], k: int = 5
-) -> List[Tuple[str, float]]:
-    """The ``k`` highest [C] ``scores`` as (label, score), best first.
-
-    Example
-    -------
-    >>> top_k(torch.tensor([0.25, 0.75]), ["x", "y"], 5)
-    [('y', 0.75), ('x', 0.25)]
-    """
-    if k < 1:
-        raise ValueError(f"top-k needs k >= 1, got {k}")
-    if scores.ndim != 1 or scores.numel() != len(labels):
-        raise ValueError(
-            f"scores of shape {tuple(scores.shape)} for {len(labels)} labels;"
-            " expected [C] with one score per label"
-        )
-    values, index = torch.topk(scores, min(k, scores.numel()))
-    return [(labels[int(i)], float(v)) for v, i in zip(values, index)]
+__all__ = ["AudioTagger", "TagResult", "clip_logits", "top_k", "window_starts"]
 
 
 class AudioTagger(EncoderClassifier):
@@ -115,20 +71,61 @@ class AudioTagger(EncoderClassifier):
     ...     ASTHead(192, 3), ["dog", "cat", "bird"],
     ...     KaldiFbank(target_length=128), GlobalNorm(-4.27, 4.57),
     ...     multilabel=True)
-    >>> tagger = AudioTagger.from_folder(tmp.name)
+    >>> tagger = AudioTagger.from_folder(tmp.name, precision="fp32")
     >>> result = tagger.tag_waveform(0.1 * torch.randn(40000))
-    >>> result.windows, len(result.top(2))
-    (3, 2)
+    >>> result.windows, len(result.top(2)), tagger.inference_precision
+    (3, 2, 'fp32')
     >>> tmp.cleanup()
     """
 
     HPARAMS_NEEDED = ["label_encoder", "multilabel"]
+    #: Number format when neither the caller nor the folder names one.
+    DEFAULT_PRECISION = "auto"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._check_weights()
+        self._float_mods = {
+            name: self.mods[name] for name in ("embedding_model", "classifier")
+        }
+        #: The concrete number format computed in (``set_precision``).
+        self.inference_precision = "fp32"
+        chosen = getattr(self.hparams, "inference_precision", None)
+        self.set_precision(chosen or self.DEFAULT_PRECISION)
+
+    def _check_weights(self) -> None:
+        """Folders written before strict loading: re-read their weights
+        strictly (a mismatch is a ``ValueError`` naming the file)."""
+        pretrainer = getattr(self.hparams, "pretrainer", None)
+        for name in ("embedding_model", "classifier"):
+            if pretrainer is None or name in pretrainer.custom_hooks:
+                continue
+            if name in pretrainer.paths:
+                load_strict(self.mods[name], pretrainer.paths[name])
+
+    def set_precision(self, precision: str) -> str:
+        """Compute in ``precision`` (:data:`~fastast_sb.precision.PRECISIONS`;
+        ``auto``: bf16 where the device computes it natively, else fp32);
+        returns the concrete format. int8 quantizes copies of the linear
+        layers (CPU only); the float weights are kept for other formats."""
+        concrete = resolve_precision(check_precision(precision), self.device)
+        r = self.r
+        for name, module in self._float_mods.items():
+            self.mods[name] = prepare_model(module, concrete).eval()
+        self.r = r
+        self.inference_precision = concrete
+        return concrete
 
     @classmethod
     def from_folder(
-        cls, folder: Union[str, Path], device: str = "cpu"
+        cls,
+        folder: Union[str, Path],
+        device: str = "cpu",
+        precision: Optional[str] = None,
     ) -> AudioTagger:
-        """Load a model folder on ``device``, with the network disabled."""
+        """Load a model folder on ``device``, with the network disabled, in
+        ``precision`` (None: the folder's ``inference_precision``, else
+        :attr:`DEFAULT_PRECISION`)."""
         folder = Path(folder)
         if not (folder / "hyperparams.yaml").is_file():
             raise FileNotFoundError(
@@ -136,12 +133,15 @@ class AudioTagger(EncoderClassifier):
                 "folder written by 'python -m fastast_sb.inference export' "
                 "or 'import'"
             )
-        return cls.from_hparams(
+        tagger = cls.from_hparams(
             source=str(folder.resolve()),
             savedir=None,
             run_opts={"device": device},
             fetch_config=FetchConfig(allow_network=False),
         )
+        if precision is not None:
+            tagger.set_precision(precision)
+        return tagger
 
     @property
     def labels(self) -> List[str]:
@@ -191,9 +191,10 @@ class AudioTagger(EncoderClassifier):
         wav_lens: Optional[torch.Tensor] = None,
         normalize: bool = False,
     ) -> torch.Tensor:
-        """[B, S] (or [S]) waveforms -> [B, 1, D] pooled embeddings, padding
-        past the relative lengths ``wav_lens`` [B] ignored (no ``normalize``:
-        model folders have no embedding normaliser)."""
+        """[B, S] (or [S]) waveforms -> [B, 1, D] float32 pooled embeddings
+        computed in :attr:`inference_precision`, padding past the relative
+        lengths ``wav_lens`` [B] ignored (no ``normalize``: model folders
+        have no embedding normaliser)."""
         if normalize:
             raise ValueError(
                 "normalize=True needs a mean_var_norm_emb; FastAST model "
@@ -204,19 +205,39 @@ class AudioTagger(EncoderClassifier):
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
         wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             feats = self.mods.compute_features(wavs, wav_lens)
             feats = self.mods.mean_var_norm(feats, wav_lens)
-            return self.mods.embedding_model(feats, wav_lens)
+            return self.mods.embedding_model(feats, wav_lens).float()
+
+    def _autocast(self) -> Any:
+        return autocast(self.device, self.inference_precision)
+
+    def _logits(
+        self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """[B, C] float logits, computed in :attr:`inference_precision`."""
+        emb = self.encode_batch(wavs, wav_lens)
+        with torch.no_grad(), self._autocast():
+            return self.mods.classifier(emb).squeeze(1).float()
+
+    def classify_batch(
+        self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[str]]:
+        """SpeechBrain's ``classify_batch`` (logits, best logit, index,
+        label) in :attr:`inference_precision`; one model input per clip (a
+        longer one is cut, with a warning: :meth:`tag_waveform` covers it)."""
+        logits = self._logits(wavs, wav_lens)
+        score, index = torch.max(logits, dim=-1)
+        labels = self.hparams.label_encoder.decode_torch(index)
+        return logits, score, index, labels
 
     def scores_batch(
         self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """[B, S] waveforms (one model input at most) -> [B, C] sigmoid
         (multi-label) or softmax scores."""
-        emb = self.encode_batch(wavs, wav_lens)
-        with torch.no_grad():
-            logits = self.mods.classifier(emb).squeeze(1)
+        logits = self._logits(wavs, wav_lens)
         if self.multilabel:
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=-1)
@@ -230,6 +251,42 @@ class AudioTagger(EncoderClassifier):
         """The ``top`` best (label, score) pairs of each clip of a batch."""
         scores = self.scores_batch(wavs, wav_lens).cpu()
         return [top_k(row, self.labels, top) for row in scores]
+
+    def _windows(
+        self,
+        num_samples: int,
+        read: Callable[[int, int], torch.Tensor],
+        hop: Optional[float],
+        batch_size: int,
+    ) -> TagResult:
+        """Score ``num_samples`` samples, ``read(start, stop)`` giving each
+        window, ``batch_size`` windows at a time (the rest is never held)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        window = self.window_samples or num_samples
+        hop_samples = (
+            window // 2 if hop is None else int(hop * self.sample_rate)
+        )
+        if hop_samples < 1:
+            raise ValueError(f"hop must be > 0 s, got {hop}")
+        starts = window_starts(num_samples, window, hop_samples)
+        scores = []
+        for i in range(0, len(starts), batch_size):
+            chunks = [read(s, s + window) for s in starts[i : i + batch_size]]
+            scores.append(self.scores_batch(torch.stack(chunks)).cpu())
+        window_scores = torch.cat(scores)  # [W, C]
+        rate = self.sample_rate
+        spans = [
+            (s / rate, min(s + window, num_samples) / rate) for s in starts
+        ]
+        return TagResult(
+            window_scores.mean(dim=0),
+            self.labels,
+            len(starts),
+            num_samples / rate,
+            window_scores,
+            spans,
+        )
 
     def tag_waveform(
         self,
@@ -245,26 +302,8 @@ class AudioTagger(EncoderClassifier):
                 f"expected one mono waveform [S], got shape {tuple(wav.shape)}"
             )
         check_waveform(wav, "waveform")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        window = self.window_samples or wav.numel()
-        hop_samples = (
-            window // 2 if hop is None else int(hop * self.sample_rate)
-        )
-        if hop_samples < 1:
-            raise ValueError(f"hop must be > 0 s, got {hop}")
-        starts = window_starts(wav.numel(), window, hop_samples)
-        chunks = [wav[s : s + window] for s in starts]
-        window_scores = torch.cat(  # [W, C]
-            [
-                self.scores_batch(torch.stack(chunks[i : i + batch_size]))
-                for i in range(0, len(chunks), batch_size)
-            ]
-        ).cpu()
-        duration = wav.numel() / self.sample_rate
-        mean = window_scores.mean(dim=0)
-        return TagResult(
-            mean, self.labels, len(starts), duration, window_scores
+        return self._windows(
+            wav.numel(), lambda a, b: wav[a:b], hop, batch_size
         )
 
     def tag_file(
@@ -273,6 +312,24 @@ class AudioTagger(EncoderClassifier):
         hop: Optional[float] = None,
         batch_size: int = 8,
     ) -> TagResult:
-        """Read a file (any rate, any channels) and tag it with windows;
+        """Tag a file (any rate, any channels) as :meth:`tag_waveform` does
+        its waveform, reading only ``batch_size`` windows at a time;
         ``FileNotFoundError`` or :class:`~fastast_sb.audio.AudioError`."""
-        return self.tag_waveform(self.load_audio(path), hop, batch_size)
+        with AudioReader(path, self.sample_rate) as audio:
+            return self._windows(audio.num_samples, audio.read, hop, batch_size)
+
+    def classify_file(
+        self,
+        path: Union[str, Path],
+        hop: Optional[float] = None,
+        batch_size: int = 8,
+        **kwargs: Any,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[str]]:
+        """SpeechBrain's ``classify_file`` over the whole clip: the windows
+        of :meth:`tag_file`; ``out_prob`` [1, C] holds logits whose sigmoid
+        or softmax are the clip's scores (:func:`clip_logits`)."""
+        result = self.tag_file(path, hop, batch_size)
+        out_prob = clip_logits(result.scores, self.multilabel).unsqueeze(0)
+        score, index = torch.max(out_prob, dim=-1)
+        labels = self.hparams.label_encoder.decode_torch(index)
+        return out_prob, score, index, labels

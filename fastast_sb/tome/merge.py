@@ -7,10 +7,13 @@ Accelerating Audio Spectrogram Transformer via Token Merging and
 Cross-Model Knowledge Distillation", Interspeech 2024).
 
 Every function is pure: token sizes and source maps are passed in and
-returned, never stored. Only ``topk`` values, comparisons, ``cumsum``,
-``gather`` and ``scatter(_add)`` are used (no sort, no ``.item()``), so the
-merged model exports (TorchScript, ``torch.export``, ONNX) for a fixed
-input length and schedule.
+returned, never stored. While tracing, exporting or compiling only ``topk``
+values, comparisons, ``cumsum``, ``gather`` and ``scatter(_add)`` are used
+(no sort, no ``.item()``), so the merged model exports (TorchScript,
+``torch.export``, ONNX) for a fixed input length and schedule. Eager runs
+compute the same numbers with fewer ops (a stable sort, in-place masks,
+cached index constants, row ``index_add_``): a small model at batch 1 pays
+a few microseconds for every op, which once cost more than merging saved.
 
 Tokens split into A (even positions) and B (odd positions). CLS, the first
 A token, is never a merge source; DIST, the first B token, never a
@@ -22,11 +25,20 @@ order, so CLS stays at index 0 and DIST at index 1.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
+from fastast_sb.tome.indices import (
+    cached_layout,
+    layout,
+    split_sorted,
+    split_top,
+    tracing,
+)
+
 MergeFn = Callable[[torch.Tensor], torch.Tensor]
+_split_top = split_top  # the exportable split, under its former name
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -44,45 +56,15 @@ def max_merge(num_tokens: int, protected: int = 2) -> int:
     return max((num_tokens - protected) // 2, 0)
 
 
-def _split_top(
-    scores: torch.Tensor, r: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Indices [B, r] of the r highest of [B, K] ``scores`` (no NaN,
-    ``0 <= r <= K``) and [B, K - r] of the rest, each in ascending order.
-
-    A stable descending ``argsort`` (ties: the lower index first) from
-    exportable ops only; tie order never depends on the ``topk`` kernel.
-
-    Example
-    -------
-    >>> _split_top(torch.tensor([[0.1, 0.9, 0.5, 0.9]]), 2)
-    (tensor([[1, 3]]), tensor([[0, 2]]))
-    >>> _split_top(torch.tensor([[0.5, 0.9, 0.5, 0.5]]), 2)
-    (tensor([[0, 1]]), tensor([[2, 3]]))
-    """
-    k = scores.shape[-1]
-    idx = torch.arange(k, device=scores.device)
-    if r <= 0:
-        return idx[:0].expand(*scores.shape[:-1], 0), idx.expand_as(scores)
-    kth = scores.topk(r, dim=-1).values[..., -1:]  # [B, 1] r-th largest
-    above = scores > kth  # [B, K]
-    tied = scores == kth  # [B, K]
-    room = r - above.sum(dim=-1, keepdim=True)  # tied slots left, >= 1
-    top = above | (tied & (tied.long().cumsum(dim=-1) <= room))  # [B, K]
-    n_top = top.long().cumsum(dim=-1) - top.long()  # top indices before i
-    pos = torch.where(top, n_top, r + idx - n_top)  # top first, then rest
-    order = torch.zeros_like(n_top).scatter(-1, pos, idx.expand_as(pos))
-    return order[..., :r], order[..., r:]
-
-
 class TokenMerge:
     """The merge step found by :func:`bipartite_soft_matching`.
 
     Every output token has one *base* token plus the merge sources sent to
     it. Calling the object sums each group; :meth:`weighted_average`
     averages it by size. Both copy the base rows with one row gather and
-    touch only the ``r`` source rows otherwise (cheaper than a scatter over
-    every token).
+    touch only the ``r`` source rows otherwise (one ``index_add_`` of
+    rows: cheaper than a scatter over every token). All indices are rows
+    of the flattened [B * N, C] input and [B * (N - r), C] output.
 
     Arguments
     ---------
@@ -111,30 +93,61 @@ class TokenMerge:
         slot: torch.Tensor,
         num_tokens: int,
     ) -> None:
-        self.num_tokens = num_tokens
-        self.num_out = base.shape[1]
-        self.slot = slot  # [B, r]
-        offset = torch.arange(base.shape[0], device=base.device)[:, None]
-        offset = offset * num_tokens  # [B, 1] first row of each example
-        self.base_rows = (base + offset).reshape(-1)  # [B * (N - r)]
-        self.src_rows = (src + offset).reshape(-1)  # [B * r]
+        batch, num_out = base.shape
+        arange = torch.arange(batch, device=base.device)[:, None]  # [B, 1]
+        offset = arange * num_tokens  # [B, 1] first row of each example
         dst = base.gather(1, slot)  # [B, r] input index of each destination
-        self.dst_rows = (dst + offset).reshape(-1)  # [B * r]
-        self.base, self.src = base, src
+        self._set_rows(
+            num_tokens,
+            base + offset,
+            src + offset,
+            dst + offset,
+            slot + arange * num_out,
+        )
 
-    def _rows(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        b, _, c = x.shape
-        flat = x.reshape(b * self.num_tokens, c)  # [B * N, C]
-        return flat.index_select(0, rows).reshape(b, -1, c)
+    def _set_rows(
+        self,
+        num_tokens: int,
+        base_rows: torch.Tensor,
+        src_rows: torch.Tensor,
+        dst_rows: torch.Tensor,
+        slot_rows: torch.Tensor,
+        unit: Optional[torch.Tensor] = None,
+    ) -> None:
+        """Keep the flattened rows ([B, K] each); ``unit``: [B * r, 1]
+        ones of the sizes' dtype (made when needed if ``None``)."""
+        self.num_tokens = num_tokens
+        self.num_out = base_rows.shape[1]
+        self.base_rows = base_rows.reshape(-1)  # [B * (N - r)]
+        self.src_rows = src_rows.reshape(-1)  # [B * r]
+        self.dst_rows = dst_rows.reshape(-1)  # [B * r]
+        self.slot_rows = slot_rows.reshape(-1)  # [B * r] output rows
+        self._unit = unit
+        self._eager = not tracing()  # index_add_ (ONNX: scatter_add)
 
-    def _slot_index(self, width: int) -> torch.Tensor:
-        return self.slot[..., None].expand(-1, -1, width)  # [B, r, C]
+    @classmethod
+    def _from_rows(cls, *args: Any) -> TokenMerge:
+        merge = cls.__new__(cls)
+        merge._set_rows(*args)
+        return merge
+
+    def _add(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """out [B * (N - r), C] with ``rows`` [B * r, C] added at the slots,
+        in source order, as [B, N - r, C]."""
+        if rows.dtype != out.dtype:
+            rows = rows.to(out.dtype)
+        if self._eager:
+            out = out.index_add_(0, self.slot_rows, rows)
+        else:
+            index = self.slot_rows[:, None].expand(-1, rows.shape[-1])
+            out = out.scatter_add_(0, index, rows)
+        return out.view(-1, self.num_out, out.shape[-1])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Sum every group: [B, N, C] -> [B, N - r, C]."""
-        out = self._rows(x, self.base_rows)  # [B, N - r, C]
-        src = self._rows(x, self.src_rows)  # [B, r, C]
-        return out.scatter_add_(1, self._slot_index(x.shape[-1]), src)
+        flat = x.reshape(-1, x.shape[-1])  # [B * N, C]
+        out = flat.index_select(0, self.base_rows)  # [B * (N - r), C]
+        return self._add(out, flat.index_select(0, self.src_rows))
 
     def weighted_average(
         self, x: torch.Tensor, size: Optional[torch.Tensor] = None
@@ -160,26 +173,54 @@ class TokenMerge:
         size : torch.Tensor
             [B, N - r, 1] their sizes.
         """
-        out = self._rows(x, self.base_rows)  # [B, N - r, C]
-        src = self._rows(x, self.src_rows)  # [B, r, C]
-        slot1 = self._slot_index(1)  # [B, r, 1]
-        if size is None:
-            size = torch.ones_like(x[..., :1])
-        out_size = self._rows(size, self.base_rows)  # [B, N - r, 1]
-        src_size = self._rows(size, self.src_rows)  # [B, r, 1]
-        out_size = out_size.scatter_add(1, slot1, src_size)  # [B, N - r, 1]
-        weight = src_size / out_size.gather(1, slot1)  # [B, r, 1]
-        delta = weight * (src - self._rows(x, self.dst_rows))  # [B, r, C]
-        index = self._slot_index(x.shape[-1])  # [B, r, C]
-        return out.scatter_add_(1, index, delta.to(out.dtype)), out_size
+        flat = x.reshape(-1, x.shape[-1])  # [B * N, C]
+        out = flat.index_select(0, self.base_rows)  # [B * (N - r), C]
+        src = flat.index_select(0, self.src_rows)  # [B * r, C]
+        dst = flat.index_select(0, self.dst_rows)  # [B * r, C]
+        if size is None:  # all ones: S = 1 + sources, weight = 1 / S
+            src_size = self._unit
+            if src_size is None or src_size.dtype != x.dtype:
+                src_size = x.new_ones(len(self.src_rows), 1)
+            out_size = src_size.new_ones(len(self.base_rows), 1)
+        else:
+            size = size.reshape(-1, 1)  # [B * N, 1]
+            out_size = size.index_select(0, self.base_rows)  # [B * (N-r), 1]
+            src_size = size.index_select(0, self.src_rows)  # [B * r, 1]
+        out_size = self._add(out_size, src_size)  # [B, N - r, 1]
+        weight = src_size / out_size.view(-1, 1).index_select(0, self.slot_rows)
+        return self._add(out, weight * (src - dst)), out_size
 
     def unmerge(self, y: torch.Tensor) -> torch.Tensor:
         """Copy merged tokens back to their inputs: [B, N-r, C] -> [B, N, C]."""
-        b, n_out = y.shape[0], self.num_out
-        dest = self.base.new_zeros(b, self.num_tokens)  # [B, N] output slot
-        ranks = torch.arange(n_out, device=y.device).expand(b, n_out)
-        dest = dest.scatter(1, self.base, ranks).scatter(1, self.src, self.slot)
-        return y.gather(1, dest[..., None].expand(-1, -1, y.shape[-1]))
+        b = y.shape[0]
+        dest = self.base_rows.new_zeros(b * self.num_tokens)  # output row
+        ranks = torch.arange(len(self.base_rows), device=y.device)
+        dest = dest.scatter(0, self.base_rows, ranks)
+        dest = dest.scatter(0, self.src_rows, self.slot_rows)
+        flat = y.reshape(-1, y.shape[-1])  # [B * (N - r), C]
+        return flat.index_select(0, dest).view(b, self.num_tokens, -1)
+
+
+def _best_edges(
+    metric: torch.Tensor, lead_a: int, lead_b: int, eager: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Best cosine score [B, Na] of each A token and its B token [B, Na];
+    -inf for CLS, never DIST (when protected)."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    a, b = metric[:, ::2, :], metric[:, 1::2, :]
+    scores = a @ b.transpose(-1, -2)  # [B, Na, Nb]
+    if eager:  # the same numbers, in place
+        if lead_b:  # DIST is never a destination
+            scores.narrow(-1, 0, lead_b).fill_(-torch.inf)
+        node_max, node_idx = scores.max(dim=-1)  # [B, Na]
+        if lead_a:  # CLS is never a source
+            node_max.narrow(-1, 0, lead_a).fill_(-torch.inf)
+        return node_max, node_idx
+    na, nb = scores.shape[-2:]
+    keep = torch.ones(na, nb, dtype=torch.bool, device=scores.device)
+    keep[:lead_a, :] = False  # CLS is never a source
+    keep[:, :lead_b] = False  # DIST is never a destination
+    return scores.masked_fill(~keep, -torch.inf).max(dim=-1)
 
 
 def bipartite_soft_matching(
@@ -220,35 +261,31 @@ def bipartite_soft_matching(
     >>> unmerge(torch.randn(2, 7, 5)).shape
     torch.Size([2, 10, 5])
     """
-    n = metric.shape[1]
+    batch, n = metric.shape[:2]
     r = min(int(r), max_merge(n, int(class_token) + int(distill_token)))
-    na, nb = (n + 1) // 2, n // 2
-    if distill_token and nb < 2:
+    if distill_token and n // 2 < 2:
         r = 0  # the only B token is DIST, which receives nothing
     if r <= 0:
         return _identity, _identity
 
     lead_a, lead_b = int(class_token), int(distill_token)
+    eager = not tracing()
+    shape = (batch, n, r, lead_a, lead_b, metric.device, metric.dtype)
     with torch.no_grad():
-        metric = metric / metric.norm(dim=-1, keepdim=True)
-        a, b = metric[:, ::2, :], metric[:, 1::2, :]
-        scores = a @ b.transpose(-1, -2)  # [B, Na, Nb]
-        keep = torch.ones(na, nb, dtype=torch.bool, device=scores.device)
-        keep[:lead_a, :] = False  # CLS is never a source
-        keep[:, :lead_b] = False  # DIST is never a destination
-        scores = scores.masked_fill(~keep, -torch.inf)
-        node_max, node_idx = scores.max(dim=-1)  # [B, Na]
-        src_idx, unm_idx = _split_top(node_max, r)  # [B, r], [B, Na - r]
+        node_max, node_idx = _best_edges(metric, lead_a, lead_b, eager)
+        split = split_sorted if eager else split_top
+        src_idx, unm_idx = split(node_max, r)  # [B, r], [B, Na - r]
         dst_idx = node_idx.gather(dim=-1, index=src_idx)  # [B, r]
         # Output order: [CLS, DIST, unmerged A, B]; each output token's
-        # base is the input token at that place.
-        unm = 2 * unm_idx  # [B, Na - r] input positions of unmerged A
-        odd = 2 * torch.arange(nb, device=metric.device) + 1  # [Nb]
-        odd = odd.expand(metric.shape[0], nb)  # [B, Nb] input positions of B
-        parts = [unm[:, :lead_a], odd[:, :lead_b], unm[:, lead_a:]]
-        base = torch.cat(parts + [odd[:, lead_b:]], dim=1)  # [B, N - r]
-        slot = torch.where(dst_idx < lead_b, dst_idx + lead_a, dst_idx + na - r)
-    merge = TokenMerge(base, 2 * src_idx, slot, n)
+        # base is the input token at that place; B token j lands at
+        # Na - r + j.
+        lay = cached_layout(*shape) if eager else layout(*shape)
+        unm = lay.offset.add(unm_idx[:, lead_a:], alpha=2)  # unmerged A
+        base = torch.cat([lay.prefix, unm, lay.odd], dim=1)  # [B, N - r]
+        src = lay.offset.add(src_idx, alpha=2)  # [B, r] rows of the sources
+        dst = lay.offset_b.add(dst_idx, alpha=2)  # [B, r] their destinations
+        slot = dst_idx + lay.slot_offset  # [B, r] output rows
+    merge = TokenMerge._from_rows(n, base, src, dst, slot, lay.ones)
     return merge, merge.unmerge
 
 

@@ -9,7 +9,9 @@ to their segments, named by YouTube id: ``<audio_folder>/**/<YTID>.<ext>``
 (or ``Y<YTID>.<ext>``, as some download tools write it), in any soundfile
 format, rate and channel count. Some clips of a YouTube list are always
 missing: missing and undecodable clips are counted, listed in
-``missing_<split>.txt`` and skipped.
+``missing_<split>.txt`` and skipped. Clips with NaN/Inf samples or shorter
+than 25 ms are refused, or left out with ``bad_clips="skip"``
+(``--bad_clips=skip``; see :mod:`fastast_sb.clips`).
 
 Manifests: ``train.csv``; ``valid.csv`` = ``test.csv`` = the eval set (as in
 AST); one row per clip, ``label`` = its label ids joined by ``;``.
@@ -32,9 +34,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from fastast_sb.clips import BAD_CLIPS, ClipSurvey, rate_summary, screen_clips
 from fastast_sb.dataio import (
     DataError,
-    clip_durations,
     fetch,
     manifest_paths,
     prepare_main,
@@ -163,8 +165,10 @@ def _clip_rows(
     index: Dict[str, Path],
     mids: Sequence[str],
     source: Path,
-) -> Tuple[List[Dict[str, str]], List[str]]:
-    """Manifest rows of the usable clips, and the skipped ids (with why)."""
+    bad_clips: str = "refuse",
+) -> Tuple[List[Dict[str, str]], List[str], ClipSurvey]:
+    """Manifest rows of the usable clips, the missing or unreadable ids
+    (with why) and what :func:`screen_clips` found."""
     known = set(mids)
     unknown = sorted(
         {m for seg in segments for m in seg["labels"] if m not in known}
@@ -178,7 +182,8 @@ def _clip_rows(
     for seg in segments:  # each clip once, with its first segment
         first.setdefault(str(seg["ytid"]), seg)
     paths = {ytid: find_clip(index, ytid) for ytid in first}
-    durations, problems = clip_durations(paths)
+    survey = screen_clips(paths, f"of {source}", bad_clips, skip_missing=True)
+    durations = survey.seconds
     rows = [
         {
             "ID": ytid,
@@ -191,7 +196,8 @@ def _clip_rows(
         for ytid, seg in first.items()
         if ytid in durations
     ]
-    return rows, [f"{ytid}\t{why}" for ytid, why in problems.items()]
+    skipped = [f"{ytid}\t{why}" for ytid, why in survey.problems.items()]
+    return rows, skipped, survey
 
 
 def prepare_audioset(
@@ -201,13 +207,15 @@ def prepare_audioset(
     train_segments: str = "balanced_train_segments.csv",
     eval_segments: str = "eval_segments.csv",
     labels_csv: str = "class_labels_indices.csv",
+    bad_clips: str = "refuse",
 ) -> Dict[str, object]:
     """Write manifests, ``classes.txt`` and the missing-clip reports.
 
     ``data_folder`` holds the lists ``train_segments``, ``eval_segments``
     and ``labels_csv`` (names relative to it) and is only read; the clips
     are searched under ``audio_folder`` (``<data_folder>/audio`` by
-    default); manifests go to ``save_folder``. Returns the paths of
+    default); manifests go to ``save_folder``; ``bad_clips``: refuse or
+    skip clips with NaN/Inf samples or under 25 ms. Returns the paths of
     ``train``, ``valid``, ``test``, ``classes`` and ``counts`` (clips used
     and ``missing`` per split).
 
@@ -239,6 +247,7 @@ def prepare_audioset(
         "data_folder": str(data),
         "audio_folder": str(audio),
         "lists": {k: str(v) for k, v in lists.items()},
+        "bad_clips": bad_clips,
     }
     done = previous_prepare(save, options)
     if done and done.get("paths"):
@@ -250,8 +259,13 @@ def prepare_audioset(
     save.mkdir(parents=True, exist_ok=True)
     splits: Dict[str, List[Dict[str, str]]] = {}
     counts: Dict[str, Dict[str, int]] = {}
+    surveys: List[ClipSurvey] = []
     for split, source in (("train", lists["train"]), ("eval", lists["eval"])):
-        rows, skipped = _clip_rows(read_segments(source), index, mids, source)
+        segments = read_segments(source)
+        rows, skipped, survey = _clip_rows(
+            segments, index, mids, source, bad_clips
+        )
+        surveys.append(survey)
         counts[split] = {"used": len(rows), "missing": len(skipped)}
         missing_file = save / f"missing_{split}.txt"
         missing_file.write_text("".join(f"{s}\n" for s in skipped))
@@ -277,7 +291,12 @@ def prepare_audioset(
         csv.writer(f).writerows([("index", "mid", "display_name"), *classes])
     paths = {k: str(v) for k, v in manifest_paths(save).items()}
     paths["counts"] = counts
-    info = {"options": options, "paths": paths}
+    info = {
+        "options": options,
+        "paths": paths,
+        "skipped": [bad for s in surveys for bad in s.bad.values()],
+        "sample_rates": rate_summary(*surveys),
+    }
     write_manifests(save, splits, MANIFEST_FIELDS, mids, info)
     logger.info("AudioSet manifests in %s: %s", save, counts)
     return paths
@@ -299,8 +318,8 @@ def download_lists(data_folder: str) -> Path:
 
 
 def _prepare(args: argparse.Namespace) -> str:
-    keys = ("data_folder", "save_folder", "audio_folder", "train_segments")
-    result = prepare_audioset(**{k: getattr(args, k) for k in keys})
+    keys = "data_folder save_folder audio_folder train_segments bad_clips"
+    result = prepare_audioset(**{k: getattr(args, k) for k in keys.split()})
     return json.dumps(result["counts"])
 
 
@@ -309,6 +328,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = {
         "--audio_folder": {"default": None},
         "--train_segments": {"default": "balanced_train_segments.csv"},
+        "--bad_clips": {"choices": BAD_CLIPS, "default": "refuse"},
     }
     download_help = "fetch the CSV lists (AudioSet distributes no audio)"
     return prepare_main(

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
+import speechbrain as sb
+
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
 
@@ -71,6 +73,10 @@ def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
 def run(argv: Sequence[str]) -> Dict[str, Any]:
     """Run the recipe; returns the sweep rows, paths and the Brain."""
     hparams, run_opts = load_run(argv, DATASET_YAML)
+    # SpeechBrain's run folder: log.txt, env.log, a copy of this script and
+    # the resolved hyperparams.yaml (composed by load_run) with its header.
+    out = hparams["output_folder"]
+    sb.create_experiment_directory(out, f"{out}/hyperparams.yaml")
     sets = build_datasets(hparams)
     return fit_and_test(hparams, run_opts, sets, metric="mAP")
 

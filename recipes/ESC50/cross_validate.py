@@ -25,6 +25,9 @@ sys.path.insert(0, str(RECIPE_DIR))
 
 import train  # noqa: E402
 
+from fastast_sb.dataio import DataError  # noqa: E402
+from fastast_sb.runner import recipe_main  # noqa: E402
+
 
 def read_epoch_metrics(path: Path) -> Dict[int, float]:
     """Validation accuracy per epoch (the last row per epoch wins)."""
@@ -61,15 +64,22 @@ def _split_folds(argv: Sequence[str]) -> tuple:
     folds, rest = [1, 2, 3, 4, 5], []
     for arg in argv:
         if arg.startswith("--folds="):
-            folds = [int(x) for x in arg.split("=", 1)[1].split(",")]
+            text = arg.split("=", 1)[1]
+            try:
+                folds = [int(x) for x in text.split(",")]
+            except ValueError:
+                raise DataError(
+                    f"--folds={text} is not a comma-separated list of fold "
+                    "numbers, e.g. --folds=1,2,3"
+                ) from None
         else:
             rest.append(arg)
     return folds, rest
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Train every fold, then aggregate."""
-    folds, rest = _split_folds(sys.argv[1:] if argv is None else argv)
+def run(argv: Sequence[str]) -> Dict[str, object]:
+    """Train every fold, then aggregate; returns the summary."""
+    folds, rest = _split_folds(argv)
     per_fold: Dict[int, Dict[int, float]] = {}
     sweeps: List[List[dict]] = []
     for fold in folds:
@@ -105,7 +115,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         json.dumps(summary, indent=2, default=str), encoding="utf-8"
     )
     print(text)
-    return 0
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: 0, or 1 with one line of error text."""
+    return recipe_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Reads an ESC-50 folder (``audio/`` and ``meta/esc50.csv``) and writes
 SpeechBrain CSV manifests (train / valid / test for one held-out fold) and
-the class list into ``save_folder``; the data folder is only read.
+the class list into ``save_folder``; the data folder is only read. Clips
+with NaN/Inf samples or shorter than 25 ms are refused, or left out with
+``bad_clips="skip"`` (``--bad_clips=skip``; see :mod:`fastast_sb.clips`).
 
 K. J. Piczak, "ESC: Dataset for Environmental Sound Classification",
 ACM Multimedia 2015. https://github.com/karolpiczak/ESC-50
@@ -21,13 +23,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from fastast_sb.dataio import (
-    DataError,
-    check_clips,
-    fetch,
-    prepare_main,
-    write_manifests,
-)
+from fastast_sb.clips import BAD_CLIPS, ClipSurvey, rate_summary, screen_clips
+from fastast_sb.dataio import DataError, fetch, prepare_main, write_manifests
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +82,16 @@ def read_metadata(data_folder: Path) -> List[Dict[str, str]]:
     return rows
 
 
-def check_audio(data_folder: Path, rows: Sequence[Dict[str, str]]) -> Dict:
-    """Duration of every clip; all unusable files in one error."""
+def check_audio(
+    data_folder: Path,
+    rows: Sequence[Dict[str, str]],
+    bad_clips: str = "refuse",
+) -> ClipSurvey:
+    """Duration and rate of every usable clip by file name; unreadable
+    files in one error, bad clips as ``bad_clips`` says."""
     clips = {r["filename"]: data_folder / "audio" / r["filename"] for r in rows}
-    return check_clips(clips, f"listed in {data_folder}/meta/esc50.csv")
+    where = f"listed in {data_folder}/meta/esc50.csv"
+    return screen_clips(clips, where, bad_clips)
 
 
 def prepare_esc50(
@@ -97,14 +100,16 @@ def prepare_esc50(
     test_fold: int = 5,
     valid_fold: Optional[int] = None,
     train_folds: Optional[Sequence[int]] = None,
+    bad_clips: str = "refuse",
 ) -> Dict[str, str]:
     """Write train/valid/test manifests and ``classes.txt``.
 
     ``data_folder`` (``audio/``, ``meta/esc50.csv``) is only read;
     manifests go to ``save_folder``. ``test_fold`` is held out;
     ``valid_fold`` (validated every epoch) is the test fold by default (the
-    AST protocol), ``train_folds`` all the others. Returns the paths of the
-    manifests and ``classes`` (the categories present, in target order).
+    AST protocol), ``train_folds`` all the others; ``bad_clips``: refuse
+    or skip clips with NaN/Inf samples or under 25 ms. Returns the paths of
+    the manifests and ``classes`` (the categories present, in target order).
     """
     data = Path(data_folder).expanduser().resolve()
     rows = read_metadata(data)
@@ -124,7 +129,8 @@ def prepare_esc50(
                 f"{name} fold(s) {fold_list} not in the data: {data} has "
                 f"folds {folds}"
             )
-    durations = check_audio(data, rows)
+    survey = check_audio(data, rows, bad_clips)
+    durations = survey.seconds
     splits = {
         split: [
             {
@@ -135,7 +141,7 @@ def prepare_esc50(
                 "fold": r["fold"],
             }
             for r in rows
-            if int(r["fold"]) in wanted
+            if int(r["fold"]) in wanted and r["filename"] in durations
         ]
         for split, wanted in split_folds.items()
     }
@@ -146,6 +152,9 @@ def prepare_esc50(
         "valid_fold": valid_fold,
         "train_folds": list(train_folds),
         "counts": counts,
+        "bad_clips": bad_clips,
+        "skipped": list(survey.bad.values()),
+        "sample_rates": rate_summary(survey),
     }
     present = {r["category"] for r in rows}
     classes = [c for c in ESC50_CLASSES if c in present]
@@ -171,18 +180,26 @@ def download_esc50(data_folder: str) -> Path:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    prepare_esc50(args.data_folder, args.save_folder, args.test_fold)
+    prepare_esc50(
+        args.data_folder,
+        args.save_folder,
+        args.test_fold,
+        bad_clips=args.bad_clips,
+    )
 
 
 def _check(args: argparse.Namespace) -> str:
     rows = read_metadata(Path(args.data_folder))
-    check_audio(Path(args.data_folder), rows)
-    return f"{len(rows)} clips OK in {args.data_folder}"
+    survey = check_audio(Path(args.data_folder), rows, args.bad_clips)
+    return f"{len(survey.seconds)} clips OK in {args.data_folder}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: optionally download, then check or prepare."""
-    options = {"--test_fold": {"type": int, "default": 5}}
+    options = {
+        "--test_fold": {"type": int, "default": 5},
+        "--bad_clips": {"choices": BAD_CLIPS, "default": "refuse"},
+    }
     return prepare_main(
         argv, __doc__, download_esc50, _prepare, _check, options
     )

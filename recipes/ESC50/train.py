@@ -6,8 +6,11 @@
 
 Composes ``recipes/ESC50/dataset.yaml``, the variant file and command-line
 overrides; prepares manifests into the output folder; trains with
-checkpoints (rerun the same command to resume); then evaluates the test
-fold for every ``r`` of ``r_sweep`` and writes ``r_sweep.md`` / ``.csv``.
+checkpoints (rerun the same command to resume; changed settings need
+another ``--output_folder``, or ``--continue_changed=True``); then
+evaluates the test fold for every ``r`` of ``r_sweep`` and writes
+``r_sweep.md`` / ``.csv``. SpeechBrain's flags apply (``--debug``,
+``--device``, ``--precision``, ``--output_folder``, ...).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
+
+import speechbrain as sb
 
 RECIPE_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(RECIPE_DIR))
@@ -40,6 +45,10 @@ def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
 def run(argv: Sequence[str]) -> Dict[str, Any]:
     """Run the recipe; returns the sweep rows, paths and the Brain."""
     hparams, run_opts = load_run(argv, DATASET_YAML)
+    # SpeechBrain's run folder: log.txt, env.log, a copy of this script and
+    # the resolved hyperparams.yaml (composed by load_run) with its header.
+    out = hparams["output_folder"]
+    sb.create_experiment_directory(out, f"{out}/hyperparams.yaml")
     sets = build_datasets(hparams)
     return fit_and_test(hparams, run_opts, sets, metric="acc")
 

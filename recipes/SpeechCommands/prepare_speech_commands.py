@@ -15,6 +15,9 @@ else trains) and ``classes.txt`` into ``save_folder``. Two label sets:
   ``<save_folder>/silence/`` from the first 80 % (train), next 10 % (valid)
   or last 10 % (test) of each noise file.
 
+Clips with NaN/Inf samples or shorter than 25 ms are refused, or left out
+with ``bad_clips="skip"`` (``--bad_clips=skip``; see :mod:`fastast_sb.clips`).
+
 P. Warden, "Speech Commands: A Dataset for Limited-Vocabulary Speech
 Recognition", arXiv:1804.03209, 2018. Y. Gong et al., "AST: Audio
 Spectrogram Transformer", Interspeech 2021 (35-class protocol).
@@ -37,10 +40,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import soundfile as sf
 
+from fastast_sb.clips import BAD_CLIPS, ClipSurvey, rate_summary, screen_clips
 from fastast_sb.dataio import (
     SPLITS,
     DataError,
-    check_clips,
     fetch,
     manifest_paths,
     prepare_main,
@@ -144,10 +147,13 @@ def scan(data_folder: Path) -> Dict[str, List[str]]:
     return out
 
 
-def check_audio(data_folder: Path, rels: Sequence[str]) -> Dict[str, float]:
-    """Duration of every clip; all unreadable files in one error."""
+def check_audio(
+    data_folder: Path, rels: Sequence[str], bad_clips: str = "refuse"
+) -> ClipSurvey:
+    """Duration and rate of every usable clip; all unreadable files in one
+    error, bad clips as ``bad_clips`` says."""
     clips = {rel: data_folder / rel for rel in rels}
-    return check_clips(clips, f"in {data_folder}", most=50)
+    return screen_clips(clips, f"in {data_folder}", bad_clips, most=50)
 
 
 def _word(rel: str) -> str:
@@ -217,13 +223,15 @@ def prepare_speech_commands(
     unknown_percentage: Optional[float] = 10.0,
     silence_percentage: float = 10.0,
     seed: int = 0,
+    bad_clips: str = "refuse",
 ) -> Dict[str, str]:
     """Write the manifests and ``classes.txt``; return their paths.
 
     ``data_folder`` (the v0.02 root) is only read; manifests (and 12-class
     silence clips) go to ``save_folder``. ``n_classes``: 35 or 12, with
     ``unknown_percentage`` (``None``: every other-word clip) and
-    ``silence_percentage`` drawn with ``seed`` (see the module docstring).
+    ``silence_percentage`` drawn with ``seed`` (see the module docstring);
+    ``bad_clips``: refuse or skip clips with NaN/Inf samples or under 25 ms.
 
     Example
     -------
@@ -242,15 +250,18 @@ def prepare_speech_commands(
         unknown_percentage=unknown_percentage,
         silence_percentage=silence_percentage,
         seed=seed,
+        bad_clips=bad_clips,
     )
     if previous_prepare(save, options) is not None:
         logger.info("Speech Commands manifests up to date in %s", save)
         return {k: str(v) for k, v in manifest_paths(save).items()}
     rels = scan(data)
-    durations = check_audio(data, [r for s in SPLITS for r in rels[s]])
+    survey = check_audio(data, [r for s in SPLITS for r in rels[s]], bad_clips)
+    durations = survey.seconds
     rng = random.Random(seed)
     splits, counts = {}, {}
     for split in SPLITS:
+        rels[split] = [r for r in rels[split] if r in durations]
         known = [r for r in rels[split] if _word(r) in CORE_WORDS]
         other = [r for r in rels[split] if _word(r) not in CORE_WORDS]
         labelled = [(r, _word(r)) for r in rels[split]]
@@ -279,6 +290,8 @@ def prepare_speech_commands(
         "options": options,
         "counts": {s: sum(c.values()) for s, c in counts.items()},
         "per_class": counts,
+        "skipped": list(survey.bad.values()),
+        "sample_rates": rate_summary(survey),
     }
     paths = write_manifests(save, splits, MANIFEST_FIELDS, classes, info)
     logger.info("Speech Commands manifests in %s: %s", save, info["counts"])
@@ -300,19 +313,28 @@ def download_speech_commands(data_folder: str) -> Path:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    prepare_speech_commands(args.data_folder, args.save_folder, args.n_classes)
+    prepare_speech_commands(
+        args.data_folder,
+        args.save_folder,
+        args.n_classes,
+        bad_clips=args.bad_clips,
+    )
 
 
 def _check(args: argparse.Namespace) -> str:
-    rels = scan(Path(args.data_folder))
-    check_audio(Path(args.data_folder), sum(rels.values(), []))
-    counts = {k: len(v) for k, v in rels.items()}
+    data = Path(args.data_folder)
+    rels = scan(data)
+    usable = check_audio(data, sum(rels.values(), []), args.bad_clips).seconds
+    counts = {k: sum(r in usable for r in v) for k, v in rels.items()}
     return f"Speech Commands OK in {args.data_folder}: {counts}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: optionally download, then check or prepare."""
-    options = {"--n_classes": {"type": int, "default": 35}}
+    options = {
+        "--n_classes": {"type": int, "default": 35},
+        "--bad_clips": {"choices": BAD_CLIPS, "default": "refuse"},
+    }
     return prepare_main(
         argv, __doc__, download_speech_commands, _prepare, _check, options
     )

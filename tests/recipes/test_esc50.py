@@ -62,7 +62,7 @@ def test_recipe_runs_on_real_esc10(tmp_path):
         "hyperparams.yaml",
         "train.csv",
         "test.csv",
-        "label_encoder.txt",
+        "save/label_encoder.txt",
         "epoch_metrics.csv",
         "r_sweep.md",
         "r_sweep.csv",

@@ -132,7 +132,7 @@ def test_recipe_trains_on_real_clips(tmp_path, monkeypatch):
     )
     run_dir = tmp_path / "tome" / "fold35" / "seed1234"
     assert Path(result["output_folder"]) == run_dir
-    for name in ("train.csv", "label_encoder.txt", "r_sweep.md"):
+    for name in ("train.csv", "save/label_encoder.txt", "r_sweep.md"):
         assert (run_dir / name).is_file(), name
     # AST's settings: 1 s -> T=128 (146 tokens), BCE with mixup 0.6.
     hparams = (run_dir / "hyperparams.yaml").read_text()

@@ -42,6 +42,7 @@ LAYERS: List[List[str]] = [
         "fastast_sb.samplers",
         "fastast_sb.schedulers",
         "fastast_sb.dataio",
+        "fastast_sb.clips",
         "fastast_sb.teachers",
         "fastast_sb.tables",
         "fastast_sb.timing",
@@ -53,8 +54,14 @@ LAYERS: List[List[str]] = [
         "fastast_sb.sweep",
         "fastast_sb.config",
         "fastast_sb.runner",
+        "fastast_sb.resume",
     ],
-    ["fastast_sb.inference", "fastast_sb.benchmark", "fastast_sb.visualize"],
+    [
+        "fastast_sb.inference",
+        "fastast_sb.benchmark",
+        "fastast_sb.visualize",
+        "fastast_sb.upstream",
+    ],
 ]
 TRAINING_CORE = ["fastast_sb.brain", "fastast_sb.runner", "fastast_sb.sweep"]
 

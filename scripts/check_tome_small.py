@@ -1,0 +1,198 @@
+"""Does ToMe pay off on the small students? (issue 16.4), on this CPU.
+
+For every r of the recipes' sweeps, the measured speed-up over r = 0
+divided by the analytic FLOP ratio (``model.flops()`` of the schedule
+actually run), printed with PASS or FAIL against a threshold (0.9). Each
+(model, T, batch) is one run of ``python -m fastast_sb.benchmark``
+(configurations timed round-robin, median of per-round ratios, one
+thread); the ESC-50 student's non-overlapping patches (stride 16), which
+the benchmark's options do not reach, go through the same
+``fastast_sb.timing`` protocol directly. Absolute times are never
+compared. ``--bound`` adds, from a run of its own, the same ratio for a
+free merge (the encoder at the merged token counts, tokens simply cut):
+the most any merge implementation could reach on this machine.
+
+Models: the 6-block 192-wide student (``--preset tiny --depth 6``) at
+T = 100 and T = 512 (stride 10, the r sweep of ``hparams/ast.yaml``), the
+ESC-50 student (stride 16, ``r_sweep="[0, 8, 16, 24, 32]"``), the Speech
+Commands student (4 blocks, T = 100, ``[0, 4, 8, 12]``) and with
+``--base`` the base preset at T = 512; batch 8 and batch 1 each.
+
+Usage::
+
+    python scripts/check_tome_small.py [--rounds 1.0] [--only tiny6]
+        [--base] [--threshold 0.9] [--bound]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Dict, List, NamedTuple, Sequence
+
+import torch
+
+from fastast_sb.benchmark.cli import run
+from fastast_sb.models.ast import AST, ASTHead
+from fastast_sb.timing import (
+    interleaved_times,
+    paired_speedups,
+    random_features,
+    schedule_steps,
+)
+
+SWEEP = ["4", "8", "12", "16", "20", "24"]  # hparams/ast.yaml r_sweep
+
+
+class Config(NamedTuple):
+    label: str
+    preset: str
+    depth: int
+    tdim: int
+    stride: int
+    rs: Sequence[str]
+    rounds: Dict[int, int]  # batch -> timed rounds
+
+
+CONFIGS = [
+    Config("tiny6", "tiny", 6, 100, 10, SWEEP, {1: 40, 8: 15}),
+    Config("tiny6", "tiny", 6, 512, 10, SWEEP + ["32"], {1: 15, 8: 5}),
+    Config("esc50", "tiny", 6, 512, 16, ["8", "16", "24", "32"], {1: 30, 8: 8}),
+    Config("sc4", "tiny", 4, 100, 10, ["4", "8", "12"], {1: 40, 8: 15}),
+]
+BASE = Config("base", "base", 12, 512, 10, ["4", "8", "16", "32"], {1: 6, 8: 3})
+
+
+def _rows_by_cli(cfg: Config, batch: int, rounds: int) -> List[dict]:
+    argv = ["--preset", cfg.preset, "--depth", str(cfg.depth)]
+    argv += ["--tdim", str(cfg.tdim), "--batch", str(batch), "--threads", "1"]
+    argv += ["--r", "0", *cfg.rs, "--repeats", str(rounds), "--warmup", "1"]
+    print(f"\n$ python -m fastast_sb.benchmark {' '.join(argv)}", flush=True)
+    return run(argv).rows[1:]
+
+
+def _model(cfg: Config) -> AST:
+    return AST(
+        input_tdim=cfg.tdim,
+        preset=cfg.preset,
+        depth=cfg.depth,
+        fstride=cfg.stride,
+        tstride=cfg.stride,
+    ).eval()
+
+
+def _rows_by_timing(cfg: Config, batch: int, rounds: int) -> List[dict]:
+    """The benchmark's protocol for an AST the CLI cannot build."""
+    model = _model(cfg)
+    head = ASTHead(model.embed_dim, 10).eval()
+    specs = ["0", *cfg.rs]
+    steps = schedule_steps(model, head, random_features(model, batch), specs)
+    times = interleaved_times(steps, torch.device("cpu"), 1, rounds)
+    speedups = paired_speedups(times)
+    full = model.flops(0)
+    rows = []
+    for spec, speedup in zip(specs[1:], speedups[1:]):
+        ratio = full / model.flops(spec)
+        rows.append(
+            {
+                "r": spec,
+                "flop_ratio": ratio,
+                "speedup": speedup,
+                "speedup_per_flop_ratio": speedup / ratio,
+            }
+        )
+    return rows
+
+
+def _free_merge_step(model: AST, feats: torch.Tensor, spec: str):
+    """The encoder at the merged token counts of ``spec`` with a free
+    merge (the first tokens kept, no matching, no sizes): what no merge
+    implementation can beat."""
+    schedule = model.schedule(spec)
+
+    def step() -> torch.Tensor:
+        with torch.inference_mode():
+            x = model.patch_embed(feats)  # [B, P, D]
+            prefix = [t.expand(len(x), -1, -1) for t in model.prefix_tokens]
+            x = torch.cat([*prefix, x], dim=1) + model.pos_embed
+            for block, r in zip(model.blocks, schedule):
+                x = x + block.attn(block.norm1(x), need_metric=False)[0]
+                x = x[:, : x.shape[1] - r].contiguous()  # [B, N - r, D]
+                x = x + block.mlp(block.norm2(x))
+            return model.pool(model.norm(x))
+
+    return step
+
+
+def _bounds(cfg: Config, batch: int, rounds: int) -> Dict[str, float]:
+    """Speed-up / FLOP ratio of a free merge, per r (its own run)."""
+    model = _model(cfg)
+    model.prefix_tokens = (model.cls_token, model.dist_token)
+    feats = random_features(model, batch)
+    specs = ["0", *cfg.rs]
+    steps = [_free_merge_step(model, feats, spec) for spec in specs]
+    times = interleaved_times(steps, torch.device("cpu"), 1, rounds)
+    full = model.flops(0)
+    return {
+        spec: speedup * model.flops(spec) / full
+        for spec, speedup in zip(specs, paired_speedups(times))
+    }
+
+
+def main(argv: List[str]) -> int:
+    """Measure, print the table; 0 if every ratio passes, else 1."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=float, default=1.0, help="scale rounds")
+    p.add_argument("--only", help="labels to run, comma-separated")
+    p.add_argument("--batches", default="8,1", help="comma-separated")
+    p.add_argument("--base", action="store_true", help="also base, T=512")
+    p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument(
+        "--bound",
+        action="store_true",
+        help="also time a free merge (same token counts, no matching)",
+    )
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    configs = CONFIGS + ([BASE] if args.base else [])
+    if args.only:
+        wanted = set(args.only.split(","))
+        configs = [c for c in configs if c.label in wanted]
+    start = time.perf_counter()
+    lines = []
+    for cfg in configs:
+        for batch in (int(b) for b in args.batches.split(",")):
+            rounds = max(3, round(cfg.rounds[batch] * args.rounds))
+            measure = _rows_by_cli if cfg.stride == 10 else _rows_by_timing
+            bound = _bounds(cfg, batch, rounds) if args.bound else {}
+            for row in measure(cfg, batch, rounds):
+                row["bound"] = bound.get(row["r"], float("nan"))
+                lines.append((cfg, batch, row))
+    print(f"\n## speed-up / FLOP ratio >= {args.threshold} (one thread)\n")
+    print(
+        "| model | T | stride | batch | r | FLOP ratio | speed-up | "
+        "ratio | free-merge bound | result |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    failed = 0
+    for cfg, batch, row in lines:
+        value = row["speedup_per_flop_ratio"]
+        ok = value >= args.threshold
+        failed += not ok
+        print(
+            f"| {cfg.label} ({cfg.preset}, {cfg.depth} blocks) | {cfg.tdim} | "
+            f"{cfg.stride} | {batch} | {row['r']} | {row['flop_ratio']:.2f}x"
+            f" | {row['speedup']:.2f}x | {value:.3f} | {row['bound']:.3f} | "
+            f"{'PASS' if ok else 'FAIL'} |"
+        )
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n- {len(lines) - failed} of {len(lines)} pass")
+    print(f"- load average at the end: {load} on {os.cpu_count()} CPUs")
+    print(f"- wall time: {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
