@@ -9,9 +9,11 @@ a start refused for its settings leaves the folder as it was.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -144,3 +146,24 @@ def write_fingerprint(save_folder: PathLike, settings: Dict[str, str]) -> Path:
     tmp.write_text(json.dumps(record, indent=1, sort_keys=True), "utf-8")
     os.replace(tmp, path)
     return path
+
+
+def unknown_setting(err: KeyError, where: str) -> Optional[RunError]:
+    """hyperpyyaml's ``Override 'x' not found in: [...]`` as one line
+    naming ``--x`` and close matches; None for any other ``KeyError``.
+
+    Example
+    -------
+    >>> unknown_setting(KeyError("Override 'lrr' not found in: ['lr']"), "a")
+    RunError('--lrr is not a setting of a; did you mean lr?')
+    """
+    found = re.match(
+        r"Override '([^']+)' not found in: \[(.*)\]", str(err.args[0])
+    )
+    if not found:
+        return None
+    close = difflib.get_close_matches(
+        found[1], re.findall(r"'([^']+)'", found[2]), n=3
+    )
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return RunError(f"--{found[1]} is not a setting of {where}{hint}")

@@ -20,10 +20,8 @@ sweep runs on the main process only (the throughput needs one process).
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -44,6 +42,7 @@ from fastast_sb.resume import (
     RunError,
     check_checkpoint_fits,
     check_resume,
+    unknown_setting,
     write_fingerprint,
 )
 from fastast_sb.samplers import EvalShardSampler
@@ -90,18 +89,10 @@ def load_run(
             dataset_yaml, variant_file, overrides=overrides
         )
     except KeyError as err:  # hyperpyyaml: "Override 'x' not found in: [..]"
-        found = re.match(
-            r"Override '([^']+)' not found in: \[(.*)\]", err.args[0]
-        )
-        if not found:
+        where = f"{Path(variant_file).name} on {Path(dataset_yaml).parent.name}"
+        if unknown_setting(err, where) is None:
             raise
-        known = re.findall(r"'([^']+)'", found[2])
-        close = difflib.get_close_matches(found[1], known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise RunError(
-            f"--{found[1]} is not a setting of {Path(variant_file).name} "
-            f"on {Path(dataset_yaml).parent.name}{hint}"
-        ) from None
+        raise unknown_setting(err, where) from None
     hparams["r_sweep"] = parse_r_sweep(hparams["r_sweep"])
     device = run_opts["device"] or sb.utils.distributed.infer_device()
     for key in PRECISION_FLAGS:

@@ -49,8 +49,7 @@ def run(argv: Sequence[str]) -> Dict[str, Any]:
     # the resolved hyperparams.yaml (composed by load_run) with its header.
     out = hparams["output_folder"]
     sb.create_experiment_directory(out, f"{out}/hyperparams.yaml")
-    sets = build_datasets(hparams)
-    return fit_and_test(hparams, run_opts, sets, metric="acc")
+    return fit_and_test(hparams, run_opts, build_datasets(hparams), "acc")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -49,8 +49,7 @@ def build_datasets(hparams: Dict[str, Any]) -> Dict[str, Any]:
 def run(argv: Sequence[str]) -> Dict[str, Any]:
     """Run the recipe; returns the sweep rows, paths and the Brain."""
     hparams, run_opts = load_run(argv, DATASET_YAML)
-    # SpeechBrain's run folder: log.txt, env.log, a copy of this script and
-    # the resolved hyperparams.yaml (composed by load_run) with its header.
+    # SpeechBrain's run folder, as in recipes/ESC50/train.py.
     out = hparams["output_folder"]
     sb.create_experiment_directory(out, f"{out}/hyperparams.yaml")
     sets = build_datasets(hparams)
