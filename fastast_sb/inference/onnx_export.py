@@ -51,6 +51,19 @@ ONNX_PRECISIONS = ("fp32", "int8")
 INT8_RTOL = 0.1
 
 
+def int8_tolerance(logits: torch.Tensor) -> float:
+    """Largest |int8 - fp32| logit accepted: ``INT8_RTOL`` times the
+    largest |logit|, at least ``INT8_RTOL`` (logits near 0, e.g. a barely
+    trained model, would otherwise leave no room for int8 rounding).
+
+    Example
+    -------
+    >>> int8_tolerance(torch.tensor([-8.0])), int8_tolerance(torch.zeros(1))
+    (0.8, 0.1)
+    """
+    return INT8_RTOL * max(1.0, float(logits.abs().max()))
+
+
 class WaveformClassifier(nn.Module):
     """Waveforms of a fixed length -> logits, from a model folder's modules.
 
@@ -235,7 +248,7 @@ def _check(
         return None
     diff = max(diffs)
     if diff > atol:
-        raise RuntimeError(
+        raise ValueError(
             f"{what} ONNX output differs from PyTorch by {diff:.2e} "
             f"(> {atol:.2e})"
         )
@@ -256,7 +269,7 @@ def export_onnx(
     with ``r`` (the folder's by default), in ``precision`` (fp32, or int8:
     :func:`quantize_onnx`). Returns the max |ONNX - PyTorch fp32| on random
     inputs, whole and padded (None without onnxruntime); above ``atol``
-    (int8: ``INT8_RTOL`` times the largest |logit|) it is an error."""
+    (int8: :func:`int8_tolerance`) it is an error."""
     from fastast_sb.inference.tagger import AudioTagger
 
     if importlib.util.find_spec("onnxscript") is None:
@@ -300,7 +313,7 @@ def export_onnx(
             _export(net, example, fp32)
             quantize_onnx(fp32, path)
         with torch.no_grad():
-            atol = INT8_RTOL * float(net(check).abs().max())
+            atol = int8_tolerance(net(check))
     _default_lens(path, batch_size)
     diff = _check(path, net, check, atol, precision)
     logger.info(

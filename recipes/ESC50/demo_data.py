@@ -13,13 +13,16 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
 from prepare import ESC50_CLASSES
 
 SR = 16000
+#: The fold the demo tests on (and validates on, as AST does).
+TEST_FOLD = 5
+HEADER = "filename fold target category esc10 src_file take".split()
 
 
 def _clock_tick(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -75,12 +78,26 @@ GENERATORS: Dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 
 
 def make_demo_esc50(
-    folder: str, clips_per_class_per_fold: int = 4, seconds: float = 2.0
+    folder: str,
+    clips_per_class_per_fold: int = 4,
+    seconds: float = 2.0,
+    test_clips_per_class: Optional[int] = None,
+    distractor: float = 0.0,
 ) -> Path:
     """Write ``audio/*.wav`` and ``meta/esc50.csv`` (5 folds, 5 classes).
 
     ``folder`` is created; ``clips_per_class_per_fold`` clips of
-    ``seconds`` each per class and fold. Returns the folder.
+    ``seconds`` each per class and fold (``test_clips_per_class`` in fold
+    5, the demo's test fold, if given). ``distractor`` > 0 adds to each
+    clip a sound of another class at up to that relative level, which makes
+    the task harder. Returns the folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_demo_esc50(tempfile.mkdtemp(), 1, 0.1, 2, 0.5)
+    >>> len(_read_rows(root)), len(list((root / "audio").glob("*.wav")))
+    (30, 30)
     """
     root = Path(folder)
     if (root / "meta" / "esc50.csv").is_file():
@@ -89,21 +106,71 @@ def make_demo_esc50(
     (root / "meta").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     n = int(SR * seconds)
+    counts = {f: clips_per_class_per_fold for f in range(1, 6)}
+    if test_clips_per_class is not None:
+        counts[TEST_FOLD] = test_clips_per_class
+    # Clip ids stay fold * 1000 + target * 10 + k while k fits one digit.
+    width = 10 if max(counts.values()) <= 10 else 1000
     rows = []
     for fold in range(1, 6):
         for category, make in GENERATORS.items():
             target = ESC50_CLASSES.index(category)
-            for k in range(clips_per_class_per_fold):
-                clip_id = fold * 1000 + target * 10 + k
+            for k in range(counts[fold]):
+                clip_id = (fold * 100 + target) * width + k
                 name = f"{fold}-{clip_id}-A-{target}.wav"
                 wav = make(rng, n) * rng.uniform(0.5, 1.0)
+                if distractor > 0:
+                    other = rng.choice([g for g in GENERATORS if g != category])
+                    level = distractor * rng.uniform(0.3, 1.0)
+                    wav = wav + level * GENERATORS[other](rng, n)
                 wav = np.clip(wav, -1, 1).astype("float32")
                 sf.write(str(root / "audio" / name), wav, SR)
                 rows.append([name, fold, target, category, False, clip_id, "A"])
-    header = "filename fold target category esc10 src_file take".split()
-    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+    _write_rows(root, rows)
     return root
+
+
+def subset_esc50(src: Path, folder: str, first: int, count: int) -> Path:
+    """A view of the demo set ``src`` in ``folder``: of each class in each
+    training fold the clips ``first`` to ``first + count - 1`` (in file
+    order), the whole test fold; ``audio/`` links to ``src``'s.
+
+    Two disjoint views give a teacher and a student their own training
+    clips and the same test clips.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> src = make_demo_esc50(tempfile.mkdtemp(), 3, 0.1)
+    >>> view = subset_esc50(src, tempfile.mkdtemp() + "/v", 1, 2)
+    >>> [r["filename"] for r in _read_rows(view)][:3]
+    ['1-1381-A-38.wav', '1-1382-A-38.wav', '1-1421-A-42.wav']
+    >>> len(_read_rows(view))
+    55
+    """
+    root = Path(folder)
+    seen: Dict[Tuple[str, str], int] = {}
+    rows = []
+    for row in _read_rows(Path(src)):
+        key = (row["fold"], row["target"])
+        k = seen[key] = seen.get(key, -1) + 1
+        if int(row["fold"]) == TEST_FOLD or first <= k < first + count:
+            rows.append([row[c] for c in HEADER])
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    if not (root / "audio").exists():
+        (root / "audio").symlink_to(Path(src, "audio").resolve())
+    _write_rows(root, rows)
+    return root
+
+
+def _read_rows(root: Path) -> List[Dict[str, str]]:
+    with open(root / "meta" / "esc50.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(root: Path, rows: List[List[object]]) -> None:
+    with open(root / "meta" / "esc50.csv", "w", newline="") as f:
+        csv.writer(f).writerows([HEADER, *rows])
 
 
 if __name__ == "__main__":

@@ -105,3 +105,14 @@ def test_cli_writes_an_int8_model(folder, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     kinds = {node.op_type for node in __import__("onnx").load(path).graph.node}
     assert kinds & {"DynamicQuantizeLinear", "MatMulInteger"}, kinds
+
+
+
+def test_int8_check_tolerates_near_zero_logits():
+    """A barely trained model has logits near 0 (a depth-1, 1-epoch ESC
+    model: max |logit| 0.77, int8 diff 0.08 was refused): the tolerance has
+    a floor of INT8_RTOL logit units."""
+    from fastast_sb.inference.onnx_export import INT8_RTOL, int8_tolerance
+
+    assert int8_tolerance(torch.full((2, 4), 0.77)) == INT8_RTOL
+    assert int8_tolerance(torch.full((2, 4), -5.0)) == 5.0 * INT8_RTOL
