@@ -107,7 +107,6 @@ def test_cli_writes_an_int8_model(folder, tmp_path, capsys):
     assert kinds & {"DynamicQuantizeLinear", "MatMulInteger"}, kinds
 
 
-
 def test_int8_check_tolerates_near_zero_logits():
     """A barely trained model has logits near 0 (a depth-1, 1-epoch ESC
     model: max |logit| 0.77, int8 diff 0.08 was refused): the tolerance has
