@@ -25,6 +25,31 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def tiny_model_folder(
+    folder: Path,
+    labels: list,
+    tdim: int = 128,
+    r: int = 0,
+    norm: tuple = (-4.27, 4.57),
+    **kwargs,
+) -> Path:
+    """A seeded random model folder: 1-block tiny AST on ``tdim`` frames."""
+    from fastast_sb.features import GlobalNorm, KaldiFbank
+    from fastast_sb.inference import write_model_folder
+    from fastast_sb.models.ast import AST, ASTHead
+
+    torch.manual_seed(0)
+    return write_model_folder(
+        folder,
+        AST(input_tdim=tdim, preset="tiny", depth=1, r=r),
+        ASTHead(192, len(labels)),
+        labels,
+        KaldiFbank(target_length=tdim),
+        GlobalNorm(*norm),
+        **kwargs,
+    )
+
+
 def load_recipe_module(name: str, path: Path) -> ModuleType:
     """Import a recipe script under its own module name.
 

@@ -19,12 +19,11 @@ import soundfile as sf
 import torch
 from speechbrain.utils.fetching import FetchConfig
 
-from fastast_sb.features import GlobalNorm, KaldiFbank
-from fastast_sb.inference import AudioTagger, write_model_folder
+from fastast_sb.inference import AudioTagger
 from fastast_sb.inference.cli import main, manage_main
 from fastast_sb.models.ast import AST, ASTHead
 from fastast_sb.models.checkpoints import save_ast
-from tests.conftest import ROOT, shared_data
+from tests.conftest import ROOT, shared_data, tiny_model_folder
 
 LABELS = ["dog", "rooster", "rain", "sea_waves", "crackling_fire"]
 
@@ -41,14 +40,12 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return write_model_folder(
+    return tiny_model_folder(
         tmp_path_factory.mktemp("model"),
-        AST(input_tdim=256, preset="tiny", depth=1, r=8),
-        ASTHead(192, len(LABELS)),
         LABELS,
-        KaldiFbank(target_length=256),
-        GlobalNorm(-6.6268077, 5.358466),
+        tdim=256,
+        r=8,
+        norm=(-6.6268077, 5.358466),
     )
 
 

@@ -20,25 +20,16 @@ from speechbrain.inference.classifiers import EncoderClassifier
 from speechbrain.utils.fetching import FetchConfig
 
 from fastast_sb.audio import load_audio
-from fastast_sb.features import GlobalNorm, KaldiFbank
-from fastast_sb.inference import AudioTagger, window_starts, write_model_folder
+from fastast_sb.inference import AudioTagger, window_starts
 from fastast_sb.inference.cli import main
-from fastast_sb.models.ast import AST, ASTHead
+from tests.conftest import tiny_model_folder
 
 LABELS = ["speech", "music", "dog", "rain", "siren"]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return write_model_folder(
-        tmp_path_factory.mktemp("model"),
-        AST(input_tdim=128, preset="tiny", depth=1, r=4),
-        ASTHead(192, len(LABELS)),
-        LABELS,
-        KaldiFbank(target_length=128),
-        GlobalNorm(-4.27, 4.57),
-    )
+    return tiny_model_folder(tmp_path_factory.mktemp("model"), LABELS, r=4)
 
 
 @pytest.fixture(scope="module")
