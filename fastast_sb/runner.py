@@ -90,9 +90,10 @@ def load_run(
         )
     except KeyError as err:  # hyperpyyaml: "Override 'x' not found in: [..]"
         where = f"{Path(variant_file).name} on {Path(dataset_yaml).parent.name}"
-        if unknown_setting(err, where) is None:
+        user_error = unknown_setting(err, where)
+        if user_error is None:
             raise
-        raise unknown_setting(err, where) from None
+        raise user_error from None
     hparams["r_sweep"] = parse_r_sweep(hparams["r_sweep"])
     device = run_opts["device"] or sb.utils.distributed.infer_device()
     for key in PRECISION_FLAGS:

@@ -25,6 +25,15 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def one_line_refusal(main, capsys, args: list) -> str:
+    """A recipe's ``main(args)`` exits 1 with one line on stderr; returns it."""
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
 def tiny_model_folder(
     folder: Path,
     labels: list,

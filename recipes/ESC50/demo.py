@@ -171,17 +171,19 @@ def stable_speedups(
     # one is descheduled, which swamps the difference between schedules.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    start = time.perf_counter()
-    times = interleaved_times(steps, feats.device, 2, min_rounds)
-    while True:
-        ratios = [[b / t for b, t in zip(times[0], row)] for row in times]
-        stats = [_median_and_error(r) for r in ratios]
-        stable = all(err <= tolerance * med for med, err in stats)
-        if stable or time.perf_counter() - start >= max_seconds:
-            break
-        more = interleaved_times(steps, feats.device, 0, 4)
-        times = [a + b for a, b in zip(times, more)]
-    torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        times = interleaved_times(steps, feats.device, 2, min_rounds)
+        while True:
+            ratios = [[b / t for b, t in zip(times[0], row)] for row in times]
+            stats = [_median_and_error(r) for r in ratios]
+            stable = all(err <= tolerance * med for med, err in stats)
+            if stable or time.perf_counter() - start >= max_seconds:
+                break
+            more = interleaved_times(steps, feats.device, 0, 4)
+            times = [a + b for a, b in zip(times, more)]
+    finally:
+        torch.set_num_threads(threads)
     return {
         "speedup": [med for med, _ in stats],
         "error": [err for _, err in stats],

@@ -14,7 +14,7 @@ import pytest
 import ruamel.yaml
 
 from fastast_sb.inference.export import export_run
-from tests.conftest import ROOT
+from tests.conftest import ROOT, one_line_refusal
 
 RECIPE = ROOT / "recipes" / "ESC50"
 sys.path.insert(0, str(RECIPE))
@@ -76,11 +76,7 @@ def _copy(finished: dict, tmp_path: Path) -> Path:
 
 
 def _refused(capsys, args: list) -> str:
-    code = train.main(args)
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert len(err.splitlines()) == 1, err
-    return err
+    return one_line_refusal(train.main, capsys, args)
 
 
 def test_changed_lr_stops_before_writing(finished, capsys):

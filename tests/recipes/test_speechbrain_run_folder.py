@@ -9,7 +9,7 @@ import pytest
 import ruamel.yaml
 
 from fastast_sb.inference.export import export_run
-from tests.conftest import ROOT
+from tests.conftest import ROOT, one_line_refusal
 
 RECIPE = ROOT / "recipes" / "ESC50"
 sys.path.insert(0, str(RECIPE))
@@ -72,11 +72,7 @@ def test_debug_run_writes_speechbrains_run_folder(data, tmp_path):
 
 
 def _refused(capsys, args: list) -> str:
-    code = train.main(args)
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert len(err.splitlines()) == 1, err
-    return err
+    return one_line_refusal(train.main, capsys, args)
 
 
 def test_bad_r_sweep_is_one_line_at_start(data, tmp_path, capsys):
