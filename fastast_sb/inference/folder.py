@@ -11,16 +11,21 @@ the text form of :mod:`fastast_sb.tome.schedule` (``16``, ``"flops:0.5"``,
 ``"ramp:8:-1"``, ``"16,8,4"``), and ``pretrained_path``, a folder or hub id
 holding the weight files (``null``: the ``source`` of ``from_hparams``, so
 the folder can be moved as it is); ``inference_precision``, the number
-format :class:`~fastast_sb.inference.tagger.AudioTagger` computes in
-(:data:`~fastast_sb.precision.PRECISIONS`; ``null``: the caller's default).
+format the encoder computes in, with ``EncoderClassifier`` as with
+:class:`~fastast_sb.inference.tagger.AudioTagger`
+(:data:`~fastast_sb.precision.PRECISIONS`; ``null``: ``auto``, or the
+precision ``AudioTagger.from_folder`` / ``fastast-tag`` is given).
 
 Loading is strict: a weights file that lacks a tensor of the model, holds
 one the model lacks or one of another shape is an error naming the file and
 the first keys, as is a label file with a class count other than
-``n_classes`` (:mod:`~fastast_sb.inference.loading`). A clip longer than the
-model input is cut by SpeechBrain's ``classify_batch``/``classify_file``,
-with a warning naming the input length (:class:`ModelFbank`);
-``AudioTagger`` covers it with windows.
+``n_classes`` (:mod:`~fastast_sb.inference.loading`). SpeechBrain's own
+``classify_batch``/``classify_file`` cover a clip longer than the model
+input with ``AudioTagger``'s windows and give its clip scores, each clip of
+a padded batch by its own length (the modules of
+:mod:`~fastast_sb.inference.windowed`). Folders written before that name
+:class:`ModelFbank`, ``AST`` and ``ASTHead``: they load as they did and cut
+a long clip to its start, with a warning.
 
 References: M. Ravanelli et al., "SpeechBrain: A General-Purpose Speech
 Toolkit", 2021; Y. Gong et al., "AST: Audio Spectrogram Transformer",
@@ -103,9 +108,9 @@ def yaml_value(value: Any) -> str:
 class ModelFbank(KaldiFbank):
     """:class:`~fastast_sb.features.KaldiFbank` that warns when it cuts a
     clip longer than the model input (``target_length`` frames), naming
-    the input length: SpeechBrain's ``classify_batch`` scores only that
-    much; ``AudioTagger.tag_file`` / ``classify_file`` use windows. The
-    first cut is a warning, later ones are logged at debug level.
+    the input length: the front end of folders written before windows (and
+    ``AudioTagger``'s one-input fbank). The first cut is a warning, later
+    ones are logged at debug level.
 
     Example
     -------
@@ -147,12 +152,18 @@ _TEMPLATE = """\
 # Load it with SpeechBrain, no network needed:
 #   EncoderClassifier.from_hparams(source=<this folder>, savedir=None)
 # or fastast_sb.inference.AudioTagger.from_hparams(...) (sigmoid/softmax
-# scores, top-k labels, sliding windows). Overrides at load time:
+# scores, top-k labels, per-window scores, files read window by window).
+# Both cover a clip longer than the model input with windows of
+# target_length frames, half a window apart, the last one at the clip's
+# end, and average their probabilities (classify_file / classify_batch:
+# out_prob = logits of those averages; a clip of one window: the head's
+# logits; encode_batch: [B, windows, D], zero past a clip's windows).
+# Overrides at load time:
 #   tome_r: merge schedule (0 = plain AST; 16; flops:0.5; ramp:8:-1; 8,4)
 #   pretrained_path: folder holding the *.ckpt files (null = this folder)
-#   inference_precision: AudioTagger's number format (auto, fp32, bf16,
-#     fp16, int8; auto = bf16 where the device computes it natively;
-#     null = the caller's default: fastast-tag auto, AudioTagger fp32)
+#   inference_precision: the encoder's number format (auto, fp32, bf16,
+#     fp16, int8; auto = bf16 where the device computes it natively,
+#     else fp32; null = auto, or what AudioTagger / fastast-tag is given)
 
 sample_rate: {sample_rate}
 n_mels: {n_mels}
@@ -168,17 +179,19 @@ prop_attn: {prop_attn}
 pretrained_path: null
 inference_precision: null
 
-compute_features: !new:fastast_sb.inference.folder.ModelFbank
+# The whole clip's fbank (never cut); wav_lens decide each clip's frames.
+compute_features: !new:fastast_sb.inference.windowed.ClipFbank
     sample_rate: !ref <sample_rate>
     n_mels: !ref <n_mels>
     target_length: !ref <target_length>
     frame_shift: !ref <frame_shift>
 
-mean_var_norm: !new:fastast_sb.features.GlobalNorm
+mean_var_norm: !new:fastast_sb.inference.windowed.ClipNorm
     mean: !ref <norm_mean>
     std: !ref <norm_std>
 
-embedding_model: !new:fastast_sb.models.ast.AST
+# An AST; on whole clips it encodes each window (embedding_model.ckpt).
+embedding_model: !new:fastast_sb.inference.windowed.WindowedAST
     input_tdim: !ref <target_length>
     input_fdim: !ref <n_mels>
     fstride: {fstride}
@@ -193,11 +206,14 @@ embedding_model: !new:fastast_sb.models.ast.AST
     r: !apply:fastast_sb.tome.schedule.parse_schedule
         - !ref <tome_r>
     prop_attn: !ref <prop_attn>
+    precision: !ref <inference_precision>
 
-classifier: !new:fastast_sb.models.ast.ASTHead
+# An ASTHead; on windows it averages each clip's probabilities.
+classifier: !new:fastast_sb.inference.windowed.WindowedHead
     input_size: {embed_dim}
     n_classes: !ref <n_classes>
     norm_eps: {head_norm_eps}
+    multilabel: !ref <multilabel>
 
 # classify_file: resample to sample_rate and average channels.
 audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer

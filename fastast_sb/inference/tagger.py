@@ -9,8 +9,12 @@ differences:
 - scores are probabilities: sigmoid for multi-label models, softmax for
   single-label ones (the model folder's ``multilabel`` key);
 - :meth:`AudioTagger.tag_waveform` / :meth:`AudioTagger.tag_file` cover a
-  long clip with windows of the model's input length (half a window apart
-  by default, the last one aligned to the end) and average their scores;
+  long clip with windows of the model's input length (on frame starts,
+  half a window apart by default, the last one aligned to the end:
+  :func:`~fastast_sb.inference.windows.window_starts`) and average their
+  scores, as ``classify_batch`` does (and, on a model folder,
+  SpeechBrain's own ``EncoderClassifier``: :mod:`~fastast_sb.inference.
+  windowed`);
   ``tag_file`` reads a file window by window
   (:class:`~fastast_sb.inference.streaming.AudioReader`), so memory stays
   bounded by the window whatever the file's length, and ``classify_file``
@@ -18,8 +22,8 @@ differences:
 - it computes in a chosen number format (:meth:`AudioTagger.set_precision`,
   the ``precision`` of :meth:`AudioTagger.from_folder`, or the model
   folder's ``inference_precision`` key; else :attr:`DEFAULT_PRECISION`,
-  fp32, whose outputs equal ``EncoderClassifier``'s and the ONNX export's;
-  ``fastast-tag`` defaults to ``auto``; see :mod:`fastast_sb.precision`).
+  ``auto``, as ``EncoderClassifier`` on a model folder; fp32 outputs equal
+  the ONNX export's; see :mod:`fastast_sb.precision`).
 
 References: Y. Gong et al., "AST: Audio Spectrogram Transformer",
 Interspeech 2021; S. R. Behera et al., "FastAST", 2024.
@@ -37,9 +41,15 @@ from speechbrain.utils.fetching import FetchConfig
 from fastast_sb.audio import check_waveform, load_audio
 from fastast_sb.inference.loading import load_strict
 from fastast_sb.inference.streaming import AudioReader
+from fastast_sb.inference.windowed import (
+    DEFAULT_PRECISION,
+    ClipFbank,
+    WindowedAST,
+)
 from fastast_sb.inference.windows import (
     TagResult,
     clip_logits,
+    default_hop,
     top_k,
     window_starts,
 )
@@ -80,11 +90,19 @@ class AudioTagger(EncoderClassifier):
 
     HPARAMS_NEEDED = ["label_encoder", "multilabel"]
     #: Number format when neither the caller nor the folder names one.
-    DEFAULT_PRECISION = "auto"
+    DEFAULT_PRECISION = DEFAULT_PRECISION
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._check_weights()
+        # Whole clips through the windowed modules; mods.compute_features
+        # stays one model input's fbank, as direct callers expect.
+        self._clip_fbank: Optional[ClipFbank] = None
+        if isinstance(self.mods.compute_features, ClipFbank):
+            self._clip_fbank = self.mods.compute_features
+            self.mods.compute_features = self._clip_fbank.window_fbank()
+        if isinstance(self.mods.embedding_model, WindowedAST):
+            self.mods.embedding_model.precision = "fp32"  # set_precision's
         self._float_mods = {
             name: self.mods[name] for name in ("embedding_model", "classifier")
         }
@@ -191,10 +209,12 @@ class AudioTagger(EncoderClassifier):
         wav_lens: Optional[torch.Tensor] = None,
         normalize: bool = False,
     ) -> torch.Tensor:
-        """[B, S] (or [S]) waveforms -> [B, 1, D] float32 pooled embeddings
-        computed in :attr:`inference_precision`, padding past the relative
-        lengths ``wav_lens`` [B] ignored (no ``normalize``: model folders
-        have no embedding normaliser)."""
+        """[B, S] (or [S]) waveforms -> [B, W, D] float32 pooled embeddings
+        of each clip's W_i windows (zero rows past them; W = 1 where each
+        clip fits the model input; folders written before windows: the
+        first window), computed in :attr:`inference_precision`, padding
+        past the relative lengths ``wav_lens`` [B] ignored (no
+        ``normalize``: model folders have no embedding normaliser)."""
         if normalize:
             raise ValueError(
                 "normalize=True needs a mean_var_norm_emb; FastAST model "
@@ -205,8 +225,11 @@ class AudioTagger(EncoderClassifier):
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
         wavs, wav_lens = wavs.to(self.device).float(), wav_lens.to(self.device)
+        fbank = self._clip_fbank
+        if fbank is None:  # a folder written before windows
+            fbank = self.mods.compute_features
         with torch.no_grad(), self._autocast():
-            feats = self.mods.compute_features(wavs, wav_lens)
+            feats = fbank(wavs, wav_lens)
             feats = self.mods.mean_var_norm(feats, wav_lens)
             return self.mods.embedding_model(feats, wav_lens).float()
 
@@ -225,8 +248,9 @@ class AudioTagger(EncoderClassifier):
         self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[str]]:
         """SpeechBrain's ``classify_batch`` (logits, best logit, index,
-        label) in :attr:`inference_precision`; one model input per clip (a
-        longer one is cut, with a warning: :meth:`tag_waveform` covers it)."""
+        label) in :attr:`inference_precision`; a clip longer than the model
+        input gets the logits of its windows' averaged scores (as
+        :meth:`tag_waveform`; folders written before windows cut it)."""
         logits = self._logits(wavs, wav_lens)
         score, index = torch.max(logits, dim=-1)
         labels = self.hparams.label_encoder.decode_torch(index)
@@ -235,8 +259,8 @@ class AudioTagger(EncoderClassifier):
     def scores_batch(
         self, wavs: torch.Tensor, wav_lens: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """[B, S] waveforms (one model input at most) -> [B, C] sigmoid
-        (multi-label) or softmax scores."""
+        """[B, S] waveforms -> [B, C] sigmoid (multi-label) or softmax
+        scores (a long clip: its windows' average)."""
         logits = self._logits(wavs, wav_lens)
         if self.multilabel:
             return torch.sigmoid(logits)
@@ -263,13 +287,19 @@ class AudioTagger(EncoderClassifier):
         window, ``batch_size`` windows at a time (the rest is never held)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        fbank = self.mods.compute_features
+        shift = int(round(fbank.sample_rate * fbank.frame_shift / 1000))
         window = self.window_samples or num_samples
-        hop_samples = (
-            window // 2 if hop is None else int(hop * self.sample_rate)
-        )
-        if hop_samples < 1:
-            raise ValueError(f"hop must be > 0 s, got {hop}")
-        starts = window_starts(num_samples, window, hop_samples)
+        if hop is None:  # frames: the EncoderClassifier path's windows
+            frames = default_hop(fbank.target_length or 1)
+        else:
+            frames = int(round(hop * self.sample_rate / shift))
+        if frames < 1:
+            raise ValueError(
+                f"hop must be > 0 s (at least one {shift / self.sample_rate}"
+                f" s frame), got {hop}"
+            )
+        starts = window_starts(num_samples, window, frames * shift, shift)
         scores = []
         for i in range(0, len(starts), batch_size):
             chunks = [read(s, s + window) for s in starts[i : i + batch_size]]

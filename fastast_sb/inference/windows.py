@@ -1,7 +1,8 @@
 """Windows over a long clip and the scores they give.
 
-:func:`window_starts` places windows of the model's input length (the last
-one aligned to the clip's end), :class:`TagResult` holds a clip's averaged
+:func:`window_starts` places windows of the model's input length (frame
+starts, the last one aligned to the clip's end; :func:`default_hop`, half a
+window apart), :class:`TagResult` holds a clip's averaged
 and per-window scores, :func:`top_k` ranks them and :func:`clip_logits`
 turns averaged scores back into logits (SpeechBrain's ``out_prob``).
 """
@@ -14,9 +15,20 @@ from typing import List, Tuple
 import torch
 
 
-def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
+def window_starts(
+    num_samples: int, window: int, hop: int, shift: int = 1
+) -> List[int]:
     """Start samples of ``window``-long windows, ``hop`` apart, covering
-    ``num_samples``; the last one ends at the clip's end (0 for a short clip).
+    ``num_samples``; the last one is the latest start on the ``shift`` grid
+    whose window fits (0 for a short clip).
+
+    With ``shift`` the fbank frame shift (and ``hop`` a multiple of it)
+    every start is a frame start, so the fbank of the whole clip cut into
+    windows is the fbank of each window: the one placement of
+    ``AudioTagger`` and of the model folder's ``EncoderClassifier`` path
+    (:mod:`~fastast_sb.inference.windowed`), which counts in frames
+    (``shift`` 1). The last window ends less than ``shift`` samples before
+    the clip's end, samples no whole frame holds.
 
     Example
     -------
@@ -24,16 +36,31 @@ def window_starts(num_samples: int, window: int, hop: int) -> List[int]:
     [0, 20, 40, 60]
     >>> window_starts(90, 40, 20)
     [0, 20, 40, 50]
+    >>> window_starts(95, 40, 20, shift=10)
+    [0, 20, 40, 50]
     >>> window_starts(30, 40, 20)
     [0]
     """
-    if window < 1 or hop < 1:
+    if window < 1 or hop < 1 or shift < 1:
         raise ValueError(
-            f"window and hop must be >= 1 sample, got {window} and {hop}"
+            f"window, hop and shift must be >= 1 sample, got {window}, {hop}"
+            f" and {shift}"
         )
     if num_samples <= window:
         return [0]
-    return [*range(0, num_samples - window, hop), num_samples - window]
+    last = (num_samples - window) // shift * shift
+    return [*range(0, last, hop), last]
+
+
+def default_hop(target_length: int) -> int:
+    """The default hop in frames: half a window of ``target_length``.
+
+    Example
+    -------
+    >>> default_hop(128), default_hop(1)
+    (64, 1)
+    """
+    return max(1, target_length // 2)
 
 
 @dataclass

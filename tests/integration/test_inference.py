@@ -33,6 +33,7 @@ from fastast_sb.inference import (
     write_model_folder,
 )
 from fastast_sb.inference.cli import manage_main
+from fastast_sb.inference.windows import clip_logits
 from fastast_sb.models.ast import AST, ASTHead
 from fastast_sb.tome.schedule import parse_schedule
 from tests.conftest import ROOT, load_recipe_module
@@ -64,10 +65,13 @@ def no_network(monkeypatch):
 
 
 def load(cls, folder, **kwargs):
-    # Exactness tests compare fp32 numbers; AudioTagger's default is auto
-    # (bf16 where the CPU has it), tested in test_tagger_precision.py.
-    if issubclass(cls, AudioTagger):
-        kwargs.setdefault("overrides", {"inference_precision": "fp32"})
+    # Exactness tests compare fp32 numbers; the default of AudioTagger and,
+    # on a model folder, of EncoderClassifier is auto (bf16 where the CPU
+    # has it), tested in test_tagger_precision.py / test_folder_windows.py.
+    kwargs["overrides"] = {
+        "inference_precision": "fp32",
+        **kwargs.get("overrides", {}),
+    }
     return cls.from_hparams(
         source=str(folder),
         savedir=None,
@@ -275,7 +279,8 @@ def test_tagger_multilabel_scores_and_topk(tagger_dir):
 
 
 def test_tagger_respects_lengths_in_padded_batches(tagger_dir):
-    """EncoderClassifier drops wav_lens before the fbank; AudioTagger not."""
+    """AudioTagger, and EncoderClassifier on a model folder (which gives
+    compute_features no wav_lens), score a padded clip by its own length."""
     tagger = load(AudioTagger, tagger_dir)
     plain = load(EncoderClassifier, tagger_dir)
     long, short = 0.1 * torch.randn(16000), 0.1 * torch.randn(9000)
@@ -284,7 +289,11 @@ def test_tagger_respects_lengths_in_padded_batches(tagger_dir):
     alone = tagger.classify_batch(short.unsqueeze(0))[0][0]
     padded = tagger.classify_batch(batch, lens)[0][1]
     torch.testing.assert_close(padded, alone, rtol=0, atol=1e-5)
-    assert (plain.classify_batch(batch, lens)[0][1] - alone).abs().max() > 1e-4
+    got = plain.classify_batch(batch, lens)[0][1]
+    torch.testing.assert_close(got, alone, rtol=0, atol=1e-5)
+    # The padding, scored as audio, would move the scores.
+    as_audio = tagger.classify_batch(batch[1:])[0][0]
+    assert (as_audio - alone).abs().max() > 1e-4
 
 
 def test_long_clip_windows_are_averaged(tagger_dir):
@@ -293,7 +302,9 @@ def test_long_clip_windows_are_averaged(tagger_dir):
     assert window == 127 * 160 + 400
     wav = 0.1 * torch.randn(3 * window)
     result = tagger.tag_waveform(wav)
-    starts = [0, window // 2, window, 3 * window // 2, 2 * window]
+    # Frame starts (160 samples) half a window (64 frames) apart; the last
+    # at 387 - 128 frames: the clip's last whole frame ends its window.
+    starts = [160 * f for f in (0, 64, 128, 192, 256, 259)]
     assert result.windows == len(starts)
     chunks = torch.stack([wav[s : s + window] for s in starts])
     torch.testing.assert_close(
@@ -344,11 +355,13 @@ def test_8khz_stereo_is_resampled_and_downmixed(tagger_dir, tmp_path):
     mono = resample(torch.from_numpy(stereo).mean(1), 8000, 16000)
     expected = tagger.tag_waveform(mono)
     torch.testing.assert_close(result.scores, expected.scores)
-    # SpeechBrain's classify_file (AudioNormalizer) agrees on the first window.
+    # SpeechBrain's classify_file (AudioNormalizer) covers the whole clip
+    # with the same windows: the logits of their averaged scores.
+    assert expected.windows == 3
     plain = load(EncoderClassifier, tagger_dir)
     sb_logits = plain.classify_file(str(path))[0][0]
-    ours = tagger.classify_batch(mono[: tagger.window_samples].unsqueeze(0))
-    torch.testing.assert_close(sb_logits, ours[0][0], rtol=0, atol=1e-4)
+    ours = clip_logits(expected.scores, multilabel=True)
+    torch.testing.assert_close(sb_logits, ours, rtol=0, atol=1e-4)
 
 
 # ------------------------------------------------------------ HF import
@@ -472,10 +485,22 @@ def test_waveform_wrapper_equals_pipeline_on_short_and_long_input(tagger_dir):
     net = WaveformClassifier(
         m.compute_features, m.mean_var_norm, m.embedding_model, m.classifier
     )
-    for n in (8000, 30000):  # padded to and cut at target_length
-        wavs = 0.1 * torch.randn(2, n)
-        with torch.no_grad():
-            got = net(wavs)
-        torch.testing.assert_close(
-            got, tagger.classify_batch(wavs)[0], rtol=0, atol=1e-6
-        )
+    wavs = 0.1 * torch.randn(2, 8000)  # padded to target_length
+    with torch.no_grad():
+        got = net(wavs)
+    torch.testing.assert_close(
+        got, tagger.classify_batch(wavs)[0], rtol=0, atol=1e-6
+    )
+    # Longer: classify_batch averages windows (186 frames: starts 0 and 58
+    # frames), each what the one-input wrapper gives its waveform.
+    wavs = 0.1 * torch.randn(2, 30000)
+    window = tagger.window_samples
+    with torch.no_grad():
+        each = [net(wavs[:, s : s + window]) for s in (0, 58 * 160)]
+    scores = torch.sigmoid(torch.stack(each)).mean(0)
+    torch.testing.assert_close(
+        clip_logits(scores, multilabel=True),
+        tagger.classify_batch(wavs)[0],
+        rtol=0,
+        atol=1e-5,
+    )
