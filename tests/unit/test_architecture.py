@@ -61,6 +61,9 @@ LAYERS: List[List[str]] = [
         "fastast_sb.benchmark",
         "fastast_sb.visualize",
         "fastast_sb.upstream",
+        "fastast_sb.experiments",
+        "fastast_sb.walltimes",
+        "fastast_sb.paper_tables",
     ],
 ]
 TRAINING_CORE = ["fastast_sb.brain", "fastast_sb.runner", "fastast_sb.sweep"]
