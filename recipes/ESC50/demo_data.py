@@ -130,13 +130,23 @@ def make_demo_esc50(
     return root
 
 
-def subset_esc50(src: Path, folder: str, first: int, count: int) -> Path:
+def subset_esc50(
+    src: Path,
+    folder: str,
+    first: int,
+    count: int,
+    label_noise: float = 0.0,
+    seed: int = 0,
+) -> Path:
     """A view of the demo set ``src`` in ``folder``: of each class in each
     training fold the clips ``first`` to ``first + count - 1`` (in file
     order), the whole test fold; ``audio/`` links to ``src``'s.
 
     Two disjoint views give a teacher and a student their own training
-    clips and the same test clips.
+    clips and the same test clips. ``label_noise`` in [0, 1) gives that
+    share of the view's training clips (rounded; chosen with ``seed``) the
+    label of another class of the set, as weakly labelled data has; the
+    test fold keeps its true labels.
 
     Example
     -------
@@ -148,6 +158,8 @@ def subset_esc50(src: Path, folder: str, first: int, count: int) -> Path:
     >>> len(_read_rows(view))
     55
     """
+    if not 0.0 <= label_noise < 1.0:
+        raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
     root = Path(folder)
     seen: Dict[Tuple[str, str], int] = {}
     rows = []
@@ -156,11 +168,33 @@ def subset_esc50(src: Path, folder: str, first: int, count: int) -> Path:
         k = seen[key] = seen.get(key, -1) + 1
         if int(row["fold"]) == TEST_FOLD or first <= k < first + count:
             rows.append([row[c] for c in HEADER])
+    _flip_labels(rows, label_noise, np.random.default_rng(seed))
     (root / "meta").mkdir(parents=True, exist_ok=True)
     if not (root / "audio").exists():
         (root / "audio").symlink_to(Path(src, "audio").resolve())
     _write_rows(root, rows)
     return root
+
+
+def _flip_labels(
+    rows: List[List[object]], share: float, rng: np.random.Generator
+) -> None:
+    """Give ``share`` of the training rows another class's label, in place.
+
+    Example
+    -------
+    >>> rows = [["a.wav", 1, 38, "clock_tick"], ["b.wav", 1, 42, "siren"]]
+    >>> _flip_labels(rows, 0.5, np.random.default_rng(0))
+    >>> sorted(r[3] for r in rows)
+    ['siren', 'siren']
+    """
+    classes = sorted({str(r[3]) for r in rows})
+    train = [r for r in rows if int(r[1]) != TEST_FOLD]
+    for i in rng.permutation(len(train))[: round(share * len(train))]:
+        row = train[i]
+        other = [c for c in classes if c != row[3]]
+        row[3] = other[int(rng.integers(len(other)))]
+        row[2] = ESC50_CLASSES.index(row[3])
 
 
 def _read_rows(root: Path) -> List[Dict[str, str]]:

@@ -53,14 +53,16 @@ def merging_sentence(
     -------
     >>> s = merging_sentence(["0", "8", "16"], [0.9, 0.9, 0.5], [1, 2, 3], 0.01)
     >>> s.split("; ")[1]
-    'at 16 (3.00x) it drops by 40.0 points.'
+    'at 16 (3.00x) it drops by 40.0 points (from 90.0 % to 50.0 %).'
     """
     worse = [i for i, a in enumerate(acc) if acc[0] - a > 2 * clip + 1e-9]
     if not worse:
         return (
             "Merging keeps accuracy within 2 clips of r = 0 over the whole "
-            f"sweep, up to {max(speed):.2f}x faster: this model on this task "
-            "does not reach the point where merging costs accuracy."
+            f"sweep ({100 * acc[0]:.1f} % at r = 0, {100 * acc[-1]:.1f} % "
+            f"at {schedules[-1]}), up to {max(speed):.2f}x faster: this model "
+            "on this task does not reach the point where merging costs "
+            "accuracy."
         )
     first = worse[0]
     kept = [i for i in range(first) if i > 0]
@@ -74,7 +76,8 @@ def merging_sentence(
     drop = 100 * (acc[0] - acc[first])
     return (
         f"{head}; at {schedules[first]} ({speed[first]:.2f}x) it drops by "
-        f"{drop:.1f} points."
+        f"{drop:.1f} points (from {100 * acc[0]:.1f} % to "
+        f"{100 * acc[first]:.1f} %)."
     )
 
 
