@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import torch
+
 from fastast_sb.config import changed_settings, fingerprint
 from fastast_sb.dataio import DataError
 
@@ -167,3 +169,30 @@ def unknown_setting(err: KeyError, where: str) -> Optional[RunError]:
     )
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return RunError(f"--{found[1]} is not a setting of {where}{hint}")
+
+
+def drop_stateless_recoverables(checkpointer: Any) -> List[str]:
+    """Remove the modules without parameters or buffers (a class map, an
+    identity head) from ``checkpointer``'s recoverables, so SpeechBrain does
+    not log "Saving an empty state_dict" for them at every save; their
+    names, in order. Nothing of theirs is lost: they have no state.
+
+    Example
+    -------
+    >>> from speechbrain.utils.checkpoints import Checkpointer
+    >>> import tempfile, torch
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> ckpt = Checkpointer(tmp.name, recoverables={
+    ...     "model": torch.nn.Linear(1, 1), "classifier": torch.nn.Identity()})
+    >>> drop_stateless_recoverables(ckpt), list(ckpt.recoverables)
+    (['classifier'], ['model'])
+    >>> tmp.cleanup()
+    """
+    dropped = [
+        name
+        for name, obj in checkpointer.recoverables.items()
+        if isinstance(obj, torch.nn.Module) and not obj.state_dict()
+    ]
+    for name in dropped:
+        del checkpointer.recoverables[name]
+    return dropped

@@ -42,6 +42,7 @@ from fastast_sb.resume import (
     RunError,
     check_checkpoint_fits,
     check_resume,
+    drop_stateless_recoverables,
     unknown_setting,
     write_fingerprint,
 )
@@ -102,6 +103,7 @@ def load_run(
     paths = (dataset_yaml, variant_file)
     settings = training_settings(paths, overrides, run_opts)
     checkpointer = hparams["checkpointer"]
+    drop_stateless_recoverables(checkpointer)  # no "empty state_dict"
     save = Path(checkpointer.checkpoints_dir)
     changed = check_resume(save, settings, continue_changed)
     if changed:
