@@ -21,13 +21,19 @@ Commands student (4 blocks, T = 100, ``[0, 4, 8, 12]``) and with
 Usage::
 
     python scripts/check_tome_small.py [--rounds 1.0] [--only tiny6]
-        [--base] [--threshold 0.9] [--bound]
+        [--base] [--threshold 0.9] [--bound] [--breakdown]
+
+``--breakdown`` instead prints, per (model, T, batch, r), the median time
+per forward of each step of the blocks (attention, matching, weighted
+average, MLP; see ``_stage_times``): what the merge costs next to the
+matrix products it saves.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from typing import Dict, List, NamedTuple, Sequence
@@ -42,6 +48,7 @@ from fastast_sb.timing import (
     random_features,
     schedule_steps,
 )
+from fastast_sb.tome.merge import bipartite_soft_matching, merge_wavg
 
 SWEEP = ["4", "8", "12", "16", "20", "24"]  # hparams/ast.yaml r_sweep
 
@@ -141,6 +148,72 @@ def _bounds(cfg: Config, batch: int, rounds: int) -> Dict[str, float]:
     }
 
 
+def _stage_times(cfg: Config, batch: int, rounds: int, spec: str) -> list:
+    """Median seconds per forward of attention (with the merge metric and
+    the log-size bias), matching, weighted average and MLP, summed over the
+    blocks, in the model's own CPU sub-batches: where the merge's cost
+    goes (``Block.forward``'s steps, timed one by one)."""
+    model = _model(cfg)
+    feats = random_features(model, batch)
+    schedule = model.schedule(spec)
+    clock = time.perf_counter
+
+    def forward(acc: List[float]) -> None:
+        for part in feats.split(model._sub_batch(feats)):
+            x = model.patch_embed(part)  # [B, P, D]
+            prefix = [t.expand(len(x), -1, -1) for t in model.prefix_tokens]
+            x = torch.cat([*prefix, x], dim=1) + model.pos_embed
+            size = None
+            for block, r in zip(model.blocks, schedule):
+                t0 = clock()
+                attn_size = size if model.prop_attn else None
+                y, metric = block.attn(block.norm1(x), attn_size, r > 0)
+                x = x + y
+                t1 = t2 = clock()
+                if metric is not None:
+                    merge, _ = bipartite_soft_matching(metric, r)
+                    t2 = clock()
+                    x, size = merge_wavg(merge, x, size)
+                t3 = clock()
+                x = x + block.mlp(block.norm2(x))
+                for i, t in enumerate(
+                    (t1 - t0, t2 - t1, t3 - t2, clock() - t3)
+                ):
+                    acc[i] += t
+
+    model.prefix_tokens = (model.cls_token, model.dist_token)
+    samples = []
+    with torch.inference_mode():
+        forward([0.0] * 4)  # warm-up
+        for _ in range(rounds):
+            samples.append([0.0] * 4)
+            forward(samples[-1])
+    return [statistics.median(s[i] for s in samples) for i in range(4)]
+
+
+def _print_breakdown(configs: List[Config], batches: List[int], scale: float):
+    print("\n## where the time goes (ms per forward, medians, all blocks)\n")
+    print(
+        "| model | T | stride | batch | r | attention | matching | "
+        "weighted average | MLP | merge share |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for cfg in configs:
+        for batch in batches:
+            rounds = max(3, round(cfg.rounds[batch] * scale))
+            for spec in ["0", *cfg.rs]:
+                attn, match, wavg, mlp = (
+                    1e3 * t for t in _stage_times(cfg, batch, rounds, spec)
+                )
+                share = (match + wavg) / (attn + match + wavg + mlp)
+                print(
+                    f"| {cfg.label} | {cfg.tdim} | {cfg.stride} | {batch} | "
+                    f"{spec} | {attn:.2f} | {match:.2f} | {wavg:.2f} | "
+                    f"{mlp:.2f} | {share:.1%} |",
+                    flush=True,
+                )
+
+
 def main(argv: List[str]) -> int:
     """Measure, print the table; 0 if every ratio passes, else 1."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -154,12 +227,21 @@ def main(argv: List[str]) -> int:
         action="store_true",
         help="also time a free merge (same token counts, no matching)",
     )
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="only print the time of each block step (no PASS/FAIL)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     configs = CONFIGS + ([BASE] if args.base else [])
     if args.only:
         wanted = set(args.only.split(","))
         configs = [c for c in configs if c.label in wanted]
+    if args.breakdown:
+        batches = [int(b) for b in args.batches.split(",")]
+        _print_breakdown(configs, batches, args.rounds)
+        return 0
     start = time.perf_counter()
     lines = []
     for cfg in configs:

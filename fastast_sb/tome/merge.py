@@ -14,6 +14,8 @@ values, comparisons, ``cumsum``, ``gather`` and ``scatter(_add)`` are used
 compute the same numbers with fewer ops (a stable sort, in-place masks,
 cached index constants, row ``index_add_``): a small model at batch 1 pays
 a few microseconds for every op, which once cost more than merging saved.
+On the CPU the index work after the cosine scores runs in NumPy, which
+pays about one microsecond per call (:mod:`fastast_sb.tome.host`).
 
 Tokens split into A (even positions) and B (odd positions). CLS, the first
 A token, is never a merge source; DIST, the first B token, never a
@@ -29,6 +31,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
+from fastast_sb.tome.host import host_rows, host_scores
 from fastast_sb.tome.indices import (
     cached_layout,
     layout,
@@ -129,6 +132,17 @@ class TokenMerge:
     def _from_rows(cls, *args: Any) -> TokenMerge:
         merge = cls.__new__(cls)
         merge._set_rows(*args)
+        return merge
+
+    @classmethod
+    def _from_host(cls, num_tokens: int, r: int, rows: Any) -> TokenMerge:
+        """From the NumPy rows of :func:`host_rows` (eager CPU runs)."""
+        merge = cls.__new__(cls)
+        merge.num_tokens, merge.num_out = num_tokens, num_tokens - r
+        base, src, dst, slot = map(torch.from_numpy, rows)
+        merge.base_rows, merge.src_rows, merge.dst_rows = base, src, dst
+        merge.slot_rows = slot
+        merge._unit, merge._eager = None, True
         return merge
 
     def _add(self, out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -270,6 +284,16 @@ def bipartite_soft_matching(
 
     lead_a, lead_b = int(class_token), int(distill_token)
     eager = not tracing()
+    if eager and metric.is_cpu:  # the indices in NumPy
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                scores = host_scores(metric)
+        else:  # inference: no context manager to enter (microseconds)
+            scores = host_scores(metric)
+        rows = host_rows(scores, r, lead_a, lead_b, n)
+        if rows is not None:  # None: a NaN score, see the torch path
+            merge = TokenMerge._from_host(n, r, rows)
+            return merge, merge.unmerge
     shape = (batch, n, r, lead_a, lead_b, metric.device, metric.dtype)
     with torch.no_grad():
         node_max, node_idx = _best_edges(metric, lead_a, lead_b, eager)
