@@ -338,12 +338,12 @@ def build_plan(argv: Sequence[str], recipe: Recipe) -> Plan:
                 if arm != "ast":
                     args.append(f"--tome_r={train_r}")
                 if teacher:
-                    trun = tjobs[teacher].done.parent
+                    teacher_run = tjobs[teacher].done.parent
                     args += [
                         Late(
-                            f"--teacher_checkpoint=<{trun}/save/CKPT+.../"
+                            f"--teacher_checkpoint=<{teacher_run}/save/CKPT+.../"
                             "embedding_model.ckpt>",
-                            lambda t=trun: (
+                            lambda t=teacher_run: (
                                 "--teacher_checkpoint=" + teacher_checkpoint(t)
                             ),
                         ),
