@@ -53,6 +53,7 @@ from fastast_sb.inference.windows import (
     top_k,
     window_starts,
 )
+from fastast_sb.models.ast import AST
 from fastast_sb.precision import (
     autocast,
     check_precision,
@@ -123,10 +124,15 @@ class AudioTagger(EncoderClassifier):
 
     def set_precision(self, precision: str) -> str:
         """Compute in ``precision`` (:data:`~fastast_sb.precision.PRECISIONS`;
-        ``auto``: bf16 where the device computes it natively, else fp32);
+        ``auto``: bf16 where the device computes it natively, else fp32, and
+        fp32 on the CPU for a model too small for bf16 to pay);
         returns the concrete format. int8 quantizes copies of the linear
         layers (CPU only); the float weights are kept for other formats."""
-        concrete = resolve_precision(check_precision(precision), self.device)
+        model = self._float_mods["embedding_model"]
+        gflops = model.flops() / 1e9 if isinstance(model, AST) else None
+        concrete = resolve_precision(
+            check_precision(precision), self.device, gflops
+        )
         r = self.r
         for name, module in self._float_mods.items():
             self.mods[name] = prepare_model(module, concrete).eval()

@@ -206,7 +206,7 @@ class WindowedAST(AST):
         r = self.r if r is None else r
         device = x.feats.device
         concrete = resolve_precision(
-            self.precision or DEFAULT_PRECISION, device
+            self.precision or DEFAULT_PRECISION, device, self.flops(r) / 1e9
         )
         model = self._quantized() if concrete == "int8" else self
         parts, size = [], self.window_batch

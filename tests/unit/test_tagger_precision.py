@@ -26,8 +26,12 @@ needs_cuda = pytest.mark.skipif(
 )
 
 
+#: GFLOPs per example of model_dir's AST (auto's choice depends on it).
+MODEL_GFLOPS = AST(input_tdim=128, preset="tiny", depth=2).flops(0) / 1e9
+
+
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory):  # a model of MODEL_GFLOPS
     torch.manual_seed(0)
     return write_model_folder(
         tmp_path_factory.mktemp("model"),
@@ -93,7 +97,9 @@ def test_int8_quantizes_the_linear_layers_and_keeps_fp32(model_dir, wav):
 
 def test_auto_resolves_to_the_native_format(model_dir):
     tagger = AudioTagger.from_folder(model_dir, precision="auto")
-    assert tagger.inference_precision == resolve_precision("auto", "cpu")
+    assert tagger.inference_precision == resolve_precision(
+        "auto", "cpu", MODEL_GFLOPS
+    )
     assert tagger.inference_precision in ("bf16", "fp32")
 
 
@@ -106,7 +112,7 @@ def test_folder_key_and_errors(model_dir):
     )
     assert tagger.inference_precision == "bf16"
     default = AudioTagger.from_folder(model_dir).inference_precision
-    assert default == resolve_precision("auto", "cpu")  # auto by default
+    assert default == resolve_precision("auto", "cpu", MODEL_GFLOPS)
     with pytest.raises(ValueError, match="'fp16' needs a CUDA device"):
         tagger.set_precision("fp16")
     with pytest.raises(ValueError, match="'fp64' is not one of auto"):
@@ -120,7 +126,7 @@ def test_cli_precision(model_dir, tmp_path, capsys):
     base = [str(path), "--model", str(model_dir), "--json"]
     assert main(base) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["precision"] == resolve_precision("auto", "cpu")
+    assert report["precision"] == resolve_precision("auto", "cpu", MODEL_GFLOPS)
     for precision in ("fp32", "bf16", "int8"):
         assert main(base + ["--precision", precision]) == 0
         report = json.loads(capsys.readouterr().out)
