@@ -243,7 +243,7 @@ def prepare_speech_commands(
     """
     classes = class_list(n_classes)
     data = Path(data_folder).expanduser().resolve()
-    save = Path(save_folder)
+    save = Path(save_folder).expanduser().resolve()  # absolute clip paths
     options = dict(
         data_folder=str(data),
         n_classes=n_classes,
