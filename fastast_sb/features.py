@@ -10,7 +10,7 @@ mixup: Zhang et al., ICLR 2018.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torchaudio.compliance.kaldi as kaldi
@@ -91,18 +91,27 @@ class KaldiFbank(nn.Module):
     ) -> torch.Tensor:
         """[B, S] (or [S]) waveforms -> [B, T, n_mels], ignoring samples
         past the relative lengths ``lens`` [B]."""
-        if wavs.ndim == 1:
-            wavs = wavs.unsqueeze(0)
-        if wavs.ndim != 2:
-            raise ValueError(
-                f"KaldiFbank expects waveforms [B, S], got {tuple(wavs.shape)}"
-            )
-        n = abs_lengths(lens, *wavs.shape)
-        feats = [self.single(w[: int(k)]) for w, k in zip(wavs.float(), n)]
+        wavs, feats = self.clips(wavs, lens)
         length = self.target_length or max(f.shape[0] for f in feats)
         if not feats:
             return wavs.float().new_zeros(0, length, self.n_mels)
         return torch.stack([self.fit(f, length) for f in feats])
+
+    def clips(
+        self, wavs: torch.Tensor, lens: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """[B, S] (or [S]) waveforms -> ([B, S] waveforms, each clip's own
+        [frames, n_mels] features up to its relative length in ``lens``)."""
+        if wavs.ndim == 1:
+            wavs = wavs.unsqueeze(0)
+        if wavs.ndim != 2:
+            raise ValueError(
+                f"{type(self).__name__} expects waveforms [B, S], got "
+                f"{tuple(wavs.shape)}"
+            )
+        n = abs_lengths(lens, *wavs.shape)
+        feats = [self.single(w[: int(k)]) for w, k in zip(wavs.float(), n)]
+        return wavs, feats
 
     def fit(
         self, feats: torch.Tensor, length: Optional[int] = None

@@ -105,14 +105,7 @@ class ClipFbank(KaldiFbank):
         self, wavs: Tensor, lens: Optional[Tensor] = None
     ) -> ClipFeatures:
         """[B, S] (or [S]) waveforms -> :class:`ClipFeatures`."""
-        if wavs.ndim == 1:
-            wavs = wavs.unsqueeze(0)
-        if wavs.ndim != 2:
-            raise ValueError(
-                f"ClipFbank expects waveforms [B, S], got {tuple(wavs.shape)}"
-            )
-        n = abs_lengths(lens, *wavs.shape)
-        feats = [self.single(w[: int(k)]) for w, k in zip(wavs.float(), n)]
+        wavs, feats = self.clips(wavs, lens)
         length = max([f.shape[0] for f in feats] + [self.target_length or 1])
         shift = int(round(self.sample_rate * self.frame_shift / 1000))
         return ClipFeatures(
