@@ -77,6 +77,8 @@ def test_plan_has_every_arm_on_every_fold_and_a_teacher_per_fold(tmp_path):
             # trained patiently in bf16, the same in every arm
             assert _value(job, "number_of_epochs") == ["140"]
             assert _value(job, "precision") == ["bf16"]
+            assert _value(job, "test_checkpoint") == ["average"]
+            assert _value(job, "average_epochs") == ["10"]
             assert _value(job, "kd_tau") == ([tau] if tau else [])
             assert _value(job, "kd_lambda") == (["0.1"] if tau else [])
             tome_r = [] if arm == "ast" else ["flops:0.5"]
