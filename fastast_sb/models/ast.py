@@ -209,7 +209,10 @@ class AST(nn.Module):
         return self.embed_dim, self.mlp_ratio, self.num_prefix_tokens
 
     def flops(self, r: Any = None) -> int:
-        """Analytic FLOPs of one example (patch embedding + blocks).
+        """Analytic FLOPs of one example (patch embedding + blocks), every
+        block counted in full as in the paper (``forward`` computes less in
+        the last one: see :meth:`Block.forward_prefix`); ``flops:X``
+        budgets are fractions of this count.
 
         Example
         -------
@@ -245,7 +248,12 @@ class AST(nn.Module):
                     "features (check the audio and the normalisation)"
                 )
 
-    def _encode(self, x: Tensor, r: Any, trace_source: bool) -> Encoded:
+    def _encode(
+        self, x: Tensor, r: Any, trace_source: bool, pooled_only: bool = False
+    ) -> Encoded:
+        """Tokens after the final norm, sizes, source map and schedule;
+        ``pooled_only``: the last block computes CLS and DIST only (all
+        that :meth:`pool` reads; see :meth:`Block.forward_prefix`)."""
         self._check_input(x)
         schedule = self.schedule(r)
         x = self.patch_embed(x)  # [B, P, D]
@@ -254,9 +262,13 @@ class AST(nn.Module):
         ]
         x = self.pos_drop(torch.cat([*prefix, x], dim=1) + self.pos_embed)
         size = source = None
-        for block, r_i in zip(self.blocks, schedule):
+        last = len(self.blocks) - 1 if pooled_only else None
+        for i, (block, r_i) in enumerate(zip(self.blocks, schedule)):
+            # The last block of a pooled forward: CLS and DIST only, [B, 2,
+            # D] (its merge would change neither).
+            keep = self.num_prefix_tokens if i == last else None
             x, size, source = block(
-                x, r_i, size, source, self.prop_attn, trace_source
+                x, r_i, size, source, self.prop_attn, trace_source, keep
             )
         return self.norm(x), size, source, schedule
 
@@ -288,7 +300,7 @@ class AST(nn.Module):
         if x.ndim == 3 and step < x.shape[0]:
             parts = [self.forward(c, r=r) for c in x.split(step)]
             return torch.cat(parts)  # [B, 1, D]
-        return self.pool(self._encode(x, r, trace_source=False)[0])
+        return self.pool(self._encode(x, r, False, pooled_only=True)[0])
 
     def _sub_batch(self, x: Tensor) -> int:
         """Examples per encoder pass (see ``cpu_batch_tokens``)."""

@@ -173,7 +173,11 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, x: Tensor, size: Optional[Tensor] = None, need_metric: bool = True
+        self,
+        x: Tensor,
+        size: Optional[Tensor] = None,
+        need_metric: bool = True,
+        queries: Optional[int] = None,
     ) -> Tuple[Tensor, Optional[Tensor]]:
         """Attend over x [B, N, D].
 
@@ -185,16 +189,21 @@ class Attention(nn.Module):
             [B, N, 1] token sizes for proportional attention.
         need_metric : bool
             Compute the merge metric (a block that merges nothing skips it).
+        queries : int, optional
+            Only the first ``queries`` tokens ask (every token is a key):
+            the output is [B, queries, D].
 
         Returns
         -------
         out : torch.Tensor
-            [B, N, D].
+            [B, N, D] (or [B, queries, D]).
         metric : torch.Tensor or None
             [B, N, head_dim] keys averaged over heads (ToMe's metric).
         """
         b, n, c = x.shape
-        q, k, v = self._qkv(x)  # each [B, H, N, hd]
+        q, k, v = self._qkv(
+            x, queries
+        )  # [B, H, N or queries, hd], [B, H, N, hd]
         mask = None
         if size is not None:
             mask = size.log().reshape(b, 1, 1, n)  # [B, 1, 1, N]
@@ -202,27 +211,31 @@ class Attention(nn.Module):
                 mask = mask.to(q.dtype)
         drop = self.attn_drop if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, mask, drop)
-        out = out.transpose(1, 2).reshape(b, n, c)  # [B, N, D]
+        out = out.transpose(1, 2).reshape(b, q.shape[2], c)  # [B, N, D]
         metric = k.mean(dim=1) if need_metric else None  # [B, N, hd]
         return dropped(self.proj_drop, self.proj(out)), metric
 
-    def _qkv(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """q, k, v [B, H, N, hd] of x [B, N, D]."""
+    def _qkv(
+        self, x: Tensor, queries: Optional[int] = None
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """q [B, H, queries or N, hd], k, v [B, H, N, hd] of x [B, N, D]."""
         b, n, _ = x.shape
         weight = getattr(self.qkv, "weight", None)
         if type(weight) not in (Tensor, nn.Parameter):
             # A quantized qkv layer (int8): one product, then split.
             qkv = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim)
-            return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            return (q if queries is None else q[:, :, :queries]), k, v
         # One product per row block of the qkv weight (the same numbers):
         # dense q, k, v, which SDPA reads faster than strided slices.
         bias = self.qkv.bias
         biases = (None,) * 3 if bias is None else bias.chunk(3)
+        inputs = (x if queries is None else x[:, :queries].contiguous(), x, x)
         return tuple(
-            F.linear(x, w, bias_i)  # [B, N, D]
-            .view(b, n, self.num_heads, self.head_dim)
+            F.linear(rows, w, bias_i)  # [B, N, D]
+            .view(b, rows.shape[1], self.num_heads, self.head_dim)
             .transpose(1, 2)  # [B, H, N, hd]
-            for w, bias_i in zip(weight.chunk(3), biases)
+            for rows, w, bias_i in zip(inputs, weight.chunk(3), biases)
         )
 
 
@@ -319,8 +332,10 @@ class Block(nn.Module):
         source: Optional[Tensor] = None,
         prop_attn: bool = True,
         trace_source: bool = False,
+        keep: Optional[int] = None,
     ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-        """Run the block, merging ``r`` tokens.
+        """Run the block, merging ``r`` tokens (or, with ``keep``, only the
+        first ``keep`` outputs, unmerged: :meth:`forward_prefix`).
 
         Arguments
         ---------
@@ -334,12 +349,17 @@ class Block(nn.Module):
             [B, N, N_in] source map, updated when ``trace_source``.
         prop_attn, trace_source : bool
             Proportional attention when sizes are known; track the source map.
+        keep : int, optional
+            Compute the first ``keep`` tokens only ([B, keep, D]; r, sizes
+            and source map are then returned as they came).
 
         Returns
         -------
         x, size, source
             [B, N - r, D], [B, N - r, 1] or None, [B, N - r, N_in] or None.
         """
+        if keep is not None:
+            return self.forward_prefix(x, keep, size, prop_attn), size, source
         attn_size = size if prop_attn else None
         y, metric = self.attn(self.norm1(x), attn_size, need_metric=r > 0)
         x = x + dropped(self.drop_path, y)
@@ -350,3 +370,36 @@ class Block(nn.Module):
             x, size = merge_wavg(merge, x, size)
         x = x + dropped(self.drop_path, self.mlp(self.norm2(x)))
         return x, size, source
+
+    def forward_prefix(
+        self,
+        x: Tensor,
+        keep: int,
+        size: Optional[Tensor] = None,
+        prop_attn: bool = True,
+    ) -> Tensor:
+        """The block's output for the first ``keep`` tokens only: [B, keep,
+        D], as ``forward(x, 0, size)[0][:, :keep]``. Every token is a key
+        and a value; only these ask, and only these go through the MLP.
+        A last block whose other outputs nothing reads (the pooled CLS and
+        DIST) costs about a quarter of a full one; a merge there would
+        change neither, so none is made.
+
+        Example
+        -------
+        >>> blk = Block(8, num_heads=2).eval()
+        >>> x = torch.randn(1, 10, 8)
+        >>> torch.allclose(blk.forward_prefix(x, 2), blk(x)[0][:, :2],
+        ...                atol=1e-6)
+        True
+        """
+        if not 0 < keep <= x.shape[1]:
+            raise ValueError(
+                f"keep={keep}: expected 1 to {x.shape[1]} (the tokens of x)"
+            )
+        attn_size = size if prop_attn else None
+        y, _ = self.attn(
+            self.norm1(x), attn_size, need_metric=False, queries=keep
+        )
+        x = x[:, :keep] + dropped(self.drop_path, y)  # [B, keep, D]
+        return x + dropped(self.drop_path, self.mlp(self.norm2(x)))

@@ -271,9 +271,13 @@ class PaSST(nn.Module):
                 x = x.index_select(dim, keep)  # [B, D, f - s_f, t - s_t]
         return x
 
-    def forward_features(self, feats: torch.Tensor) -> torch.Tensor:
+    def forward_features(
+        self, feats: torch.Tensor, pooled_only: bool = False
+    ) -> torch.Tensor:
         """Final tokens ``[B, 2 + N, D]`` (CLS, DIST, the patches patchout
-        kept) of AST features ``[B, T, F]``.
+        kept) of AST features ``[B, T, F]``; ``pooled_only``: CLS and DIST
+        only, ``[B, 2, D]`` (the last block computes no other token: see
+        :meth:`~fastast_sb.models.layers.Block.forward_prefix`).
 
         Example
         -------
@@ -295,8 +299,9 @@ class PaSST(nn.Module):
         prefix = torch.cat([self.cls_token, self.dist_token], dim=1)
         prefix = (prefix + self.new_pos_embed).expand(b, -1, -1)  # [B, 2, D]
         x = self.pos_drop(torch.cat([prefix, x], dim=1))  # [B, 2 + N, D]
-        for block in self.blocks:
-            x, _, _ = block(x)
+        last = len(self.blocks) - 1 if pooled_only else None
+        for i, block in enumerate(self.blocks):
+            x, _, _ = block(x, keep=2 if i == last else None)  # last: [B, 2, D]
         return self.norm(x)
 
     def forward(
@@ -304,7 +309,7 @@ class PaSST(nn.Module):
     ) -> torch.Tensor:
         """Logits ``[B, num_classes]`` of AST features ``[B, T, F]``,
         ``T <= input_tdim`` (``lens`` unused: padding frames are patches)."""
-        x = self.forward_features(feats)
+        x = self.forward_features(feats, pooled_only=True)
         return self.head((x[:, 0] + x[:, 1]) / 2)
 
 

@@ -70,13 +70,17 @@ def test_r_zero_is_bit_identical_to_the_plain_model():
     x = torch.randn(2, 128, 128)
     with torch.no_grad():
         plain = plain_forward(model, x)
-        assert torch.equal(model(x), plain)
+        # The pooled forward's last block computes CLS and DIST only (a
+        # matrix product of 2 rows, not N: the same sums, another order).
+        out = model(x)
+        torch.testing.assert_close(out, plain, rtol=0, atol=1e-5)
+        assert torch.equal(model.forward_tokens(x).pooled, plain)
         for r in (0, [0, 0], "ramp:0:0.5", "ratio:0.0", "flops:1.0"):
-            assert torch.equal(model(x, r=r), plain), r
+            assert torch.equal(model(x, r=r), out), r
         apply_tome(model, 16)
-        assert not torch.equal(model(x), plain)
+        assert not torch.allclose(model(x), plain, atol=1e-3)
         apply_tome(model, 0)
-        assert torch.equal(model(x), plain)
+        assert torch.equal(model(x), out)
 
 
 # ----------------------------------------------------------- token counts
