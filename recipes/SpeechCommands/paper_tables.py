@@ -54,9 +54,13 @@ SPEECH_COMMANDS = Recipe(
     dataset_yaml=RECIPE_DIR / "dataset.yaml",
     splits=one_split,
     cnn_teacher="teacher_mobilenet_head.yaml",
+    # 30 epochs, time shift 0.1 s, mixup 0.3: 89.1 % on validation_list
+    # (92.22 % test); 20 epochs with the shift, no mixup: 87.2 % (92.78 %);
+    # the README's 12 epochs without either: 89.44 % test.
     cnn_teacher_args=(
-        "--batch_size=32 --lr=5e-4 --number_of_epochs=12 --lr_decay_start=6 "
-        "--multilabel=False --mixup_prob=0.0 --feature_augment=null"
+        "--batch_size=32 --lr=5e-4 --number_of_epochs=30 --lr_decay_start=15 "
+        "--multilabel=False --mixup_prob=0.3 --feature_augment=null "
+        "--time_shift=0.1"
     ),
     cnn_teacher_extra=lambda own: [],
     cnn_student_extra=lambda own: [],
@@ -69,7 +73,7 @@ SPEECH_COMMANDS = Recipe(
     ),
     student=STUDENT,
     options={"output_root": "results/SpeechCommands_paper"},
-    minutes={"teacher_cnn": 6.0},  # README: 5 min 43 s, one thread
+    minutes={"teacher_cnn": 15.0},  # 12 epochs took 5 min 43 s
     notes=(
         "τ = 3 (tome_kd_cnn_tuned) was chosen on ESC-10 (fold 4, seed "
         "1234; recipes/ESC50/README.md), not on Speech Commands.",

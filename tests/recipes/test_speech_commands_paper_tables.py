@@ -43,4 +43,11 @@ def test_one_split_the_head_teacher_and_the_readme_student(tmp_path, capsys):
     assert plan.schedules[:4] == ["0", "8", "16", "21"]
     assert sc_tables.main([*args, "--dry_run"]) == 0
     out = capsys.readouterr().out
-    assert "1 x teacher_cnn at ~6.0 min (default)" in out
+    assert "1 x teacher_cnn at ~15.0 min (default)" in out
+    # the teacher chosen on validation_list: 30 epochs, shift, mixup 0.3
+    for option in (
+        "--number_of_epochs=30",
+        "--time_shift=0.1",
+        "--mixup_prob=0.3",
+    ):
+        assert option in teacher.preview()
