@@ -201,9 +201,8 @@ class Attention(nn.Module):
             [B, N, head_dim] keys averaged over heads (ToMe's metric).
         """
         b, n, c = x.shape
-        q, k, v = self._qkv(
-            x, queries
-        )  # [B, H, N or queries, hd], [B, H, N, hd]
+        # q [B, H, queries or N, hd]; k, v [B, H, N, hd]
+        q, k, v = self._qkv(x, queries)
         mask = None
         if size is not None:
             mask = size.log().reshape(b, 1, 1, n)  # [B, 1, 1, N]
@@ -211,7 +210,7 @@ class Attention(nn.Module):
                 mask = mask.to(q.dtype)
         drop = self.attn_drop if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, mask, drop)
-        out = out.transpose(1, 2).reshape(b, q.shape[2], c)  # [B, N, D]
+        out = out.transpose(1, 2).reshape(b, q.shape[2], c)  # [B, nq, D]
         metric = k.mean(dim=1) if need_metric else None  # [B, N, hd]
         return dropped(self.proj_drop, self.proj(out)), metric
 
