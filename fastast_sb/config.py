@@ -43,6 +43,7 @@ NOT_TRAINED = frozenset(
         "project_root",
         # how the run executes
         "num_workers",
+        "audio_cache_mb",
         "precision",
         "eval_precision",
         "distributed_backend",

@@ -28,6 +28,7 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Tuple,
     Union,
 )
 
@@ -88,6 +89,12 @@ class Job:
     started : Path, optional
         A path that exists once the job has made progress (a checkpoint
         folder): its wall time then counts as a resumed one.
+    needs : Path, optional
+        A path that must also exist for the job to count as finished (the
+        checkpoints a waiting job reads; set by :func:`keep_inputs`).
+    aliases : list of (str, str)
+        ``(prefix, name)`` pairs :meth:`settings` writes as ``name``: where
+        the checkout and the output folder lie does not change the command.
 
     Example
     -------
@@ -103,11 +110,15 @@ class Job:
     after: Sequence[str] = ()
     exclusive: bool = False
     started: Optional[Path] = None
+    needs: Optional[Path] = None
+    aliases: Sequence[Tuple[str, str]] = ()
 
     @property
     def finished(self) -> bool:
-        """Whether ``done`` exists."""
-        return Path(self.done).is_file()
+        """Whether ``done`` exists (and ``needs``, where set)."""
+        if not Path(self.done).is_file():
+            return False
+        return self.needs is None or Path(self.needs).exists()
 
     @property
     def resumed(self) -> bool:
@@ -124,8 +135,57 @@ class Job:
 
     def settings(self) -> str:
         """:meth:`preview` without the program (``args[0]``, which may be
-        another path to the same interpreter)."""
-        return shlex.join(str(a) for a in self.args[1:])
+        another path to the same interpreter), ``aliases`` applied.
+
+        Example
+        -------
+        >>> Job("a", ["py", "/repo/x.py", "--out=/o/r"], Path("d"),
+        ...     aliases=[("/o", "<out>"), ("/repo", "<repo>")]).settings()
+        "<repo>/x.py '--out=<out>/r'"
+        """
+        return shlex.join(self._alias(str(a)) for a in self.args[1:])
+
+    def _alias(self, text: str) -> str:
+        for prefix, name in self.aliases:
+            text = text.replace(prefix, name)
+        return text
+
+
+def keep_inputs(jobs: Sequence[Job]) -> None:
+    """Let a job count as finished only with the checkpoints a job still to
+    run reads from it.
+
+    A run's results (its ``done`` file) may be kept without its checkpoints
+    (its ``started`` folder): a results folder under version control keeps
+    the figures, not the weights. A job that waits for it and has not
+    finished reads those checkpoints (a student its teacher's, a benchmark
+    its models'), so the earlier job ``needs`` its ``started`` path and
+    runs again where it is gone (the same figures, for a seed and thread
+    count). Applied until nothing changes, as a rerun may need its own
+    inputs again.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> (tmp / "t.done").touch()  # the teacher's results, no checkpoints
+    >>> teacher = Job("t", ["x"], tmp / "t.done", started=tmp / "t_save")
+    >>> student = Job("s", ["x"], tmp / "s.done", after=["t"])
+    >>> teacher.finished, keep_inputs([teacher, student]), teacher.finished
+    (True, None, False)
+    """
+    by_name = _check(jobs)
+    changed = True
+    while changed:
+        changed = False
+        for job in jobs:
+            if job.finished:
+                continue
+            for name in job.after:
+                dep = by_name[name]
+                if dep.needs is None and dep.started is not None:
+                    dep.needs = dep.started
+                    changed = True
 
 
 def _check(jobs: Sequence[Job]) -> Dict[str, Job]:

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import ruamel.yaml
 
 from fastast_sb.config import compose_yaml
-from fastast_sb.experiments import Job, Late
+from fastast_sb.experiments import Job, Late, keep_inputs
 from fastast_sb.inference.export import find_checkpoint
 from fastast_sb.models.ast import AST
 from fastast_sb.tome.flops import clip_schedule
@@ -271,6 +271,9 @@ def build_plan(argv: Sequence[str], recipe: Recipe) -> Plan:
     common = [f"--data_folder={own['data_folder']}"]
     common.append(f"--n_classes={own['n_classes']}")
     py = [sys.executable, str(recipe.train)]
+    # A run's command names the checkout and the output root by alias: a
+    # results folder kept in git stays finished in another clone.
+    aliases = ((str(root), "<output_root>"), (str(ROOT), "<repo>"))
     jobs: List[Job] = []
     students: Dict[str, List[Path]] = {a: [] for a in arms}
     teachers: Dict[str, List[Path]] = {}
@@ -363,6 +366,9 @@ def build_plan(argv: Sequence[str], recipe: Recipe) -> Plan:
                         jobs, runs, split, seed, root, schedules, own, student
                     )
                 )
+    for job in jobs:
+        job.aliases = aliases
+    keep_inputs(jobs)  # results kept without checkpoints: rerun if read
     return Plan(jobs, students, teachers, table1, schedules, own, student)
 
 

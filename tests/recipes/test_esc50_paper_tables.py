@@ -75,7 +75,7 @@ def test_plan_has_every_arm_on_every_fold_and_a_teacher_per_fold(tmp_path):
             assert _value(job, "seed") == ["1234"]
             assert _value(job, "depth") == ["6"]  # the README's student
             # trained patiently in bf16, the same in every arm
-            assert _value(job, "number_of_epochs") == ["140"]
+            assert _value(job, "number_of_epochs") == ["300"]
             assert _value(job, "precision") == ["bf16"]
             assert _value(job, "test_checkpoint") == ["average"]
             assert _value(job, "average_epochs") == ["10"]
@@ -184,7 +184,8 @@ def test_dry_run_prints_the_commands_and_skips_finished_runs(tmp_path, capsys):
     out = tmp_path / "out"
     done = out / "runs" / "ast" / "fold1" / "seed1234" / "test_metrics.json"
     done.parent.mkdir(parents=True)
-    done.write_text("{}")  # a finished run
+    done.write_text("{}")  # a finished run, with its checkpoints
+    (done.parent / "save").mkdir()
     walls = {
         "x": {
             "kind": "student",
@@ -301,3 +302,37 @@ def test_end_to_end_on_tiny_synthetic_audio(tmp_path, capsys):
     second = _csv(again / "table2.csv")[0]
     assert second["acc_r0_mean"] == first["acc_r0_mean"]
     assert second["acc_train_mean"] == first["acc_train_mean"]
+
+
+def test_results_kept_without_checkpoints_rerun_only_where_read(tmp_path):
+    # A results folder kept in git has test_metrics.json but no save/. A
+    # finished student whose benchmark (Table 1) is still to run must run
+    # again (the benchmark reads its checkpoints); one whose readers have
+    # all finished stays finished.
+    out = tmp_path / "out"
+    args = ["--arms=ast,tome", "--folds=1,2", f"--output_root={out}"]
+    for fold in (1, 2):
+        for arm in ("ast", "tome"):
+            run = out / "runs" / arm / f"fold{fold}" / "seed1234"
+            run.mkdir(parents=True)
+            (run / "test_metrics.json").write_text("{}")
+    bench = out / "table1_runs" / "fold2_seed1234" / "benchmark.csv"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("r\n")
+    by_name = {j.name: j for j in _plan(tmp_path, *args).jobs}
+    assert not by_name["ast_fold1_seed1234"].finished  # read by table1_fold1
+    assert not by_name["tome_fold1_seed1234"].finished
+    assert by_name["ast_fold2_seed1234"].finished  # its table is done
+    assert by_name["table1_fold2_seed1234"].finished
+    (out / "runs" / "ast" / "fold1" / "seed1234" / "save").mkdir()
+    by_name = {j.name: j for j in _plan(tmp_path, *args).jobs}
+    assert by_name["ast_fold1_seed1234"].finished
+
+
+def test_commands_do_not_depend_on_where_the_checkout_lies(tmp_path):
+    out = tmp_path / "out"
+    job = _plan(tmp_path, "--arms=ast", "--folds=1", f"--output_root={out}")
+    text = job.jobs[0].settings()
+    assert str(out) not in text and str(paper_plan.ROOT) not in text
+    assert "<repo>/hparams/ast.yaml" in text
+    assert "'--output_folder=<output_root>/runs/ast/fold1/seed1234'" in text
