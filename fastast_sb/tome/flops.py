@@ -13,7 +13,7 @@ Per block, with width D and MLP ratio m:
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from fastast_sb.tome.merge import max_merge
 
@@ -65,25 +65,58 @@ def block_flops(n_in: int, n_out: int, embed_dim: int, mlp_ratio: float) -> int:
     return int(attn + mlp)
 
 
+def prefix_block_flops(
+    n_in: int, keep: int, embed_dim: int, mlp_ratio: float
+) -> int:
+    """FLOPs of a block that computes its first ``keep`` outputs only
+    (:meth:`fastast_sb.models.layers.Block.forward_prefix`): keys and
+    values of all ``n_in`` tokens; queries, attention, output projection
+    and MLP of ``keep`` of them; no merge.
+
+    Example
+    -------
+    >>> prefix_block_flops(2, 2, 4, 4.0) == block_flops(2, 2, 4, 4.0)
+    True
+    >>> f = prefix_block_flops(258, 2, 192, 4.0)
+    >>> round(f / block_flops(258, 258, 192, 4.0), 3)
+    0.143
+    """
+    d = embed_dim
+    kv = 2 * 2 * n_in * d * d
+    q_out = 2 * 2 * keep * d * d
+    attn = 2 * 2 * keep * n_in * d
+    mlp = 2 * 2 * mlp_ratio * keep * d * d
+    return int(kv + q_out + attn + mlp)
+
+
 def encoder_flops(
     num_tokens: int,
     schedule: Sequence[int],
     embed_dim: int,
     mlp_ratio: float = 4.0,
     protected: int = 2,
+    keep_last: Optional[int] = None,
 ) -> int:
-    """FLOPs of all transformer blocks under a schedule.
+    """FLOPs of all transformer blocks under a schedule; with
+    ``keep_last``, the last block computes that many outputs only
+    (:func:`prefix_block_flops`; its merge is not made).
 
     Example
     -------
     >>> encoder_flops(146, [0] * 12, 192) > encoder_flops(146, [8] * 12, 192)
     True
+    >>> encoder_flops(146, [0] * 12, 192, keep_last=2) < encoder_flops(
+    ...     146, [0] * 12, 192)
+    True
     """
     counts = token_counts(num_tokens, schedule, protected)
-    return sum(
-        block_flops(a, b, embed_dim, mlp_ratio)
-        for a, b in zip(counts[:-1], counts[1:])
-    )
+    pairs = list(zip(counts[:-1], counts[1:]))
+    dims = (embed_dim, mlp_ratio)
+    total = 0
+    if keep_last is not None and pairs:
+        total = prefix_block_flops(pairs[-1][0], keep_last, *dims)
+        pairs = pairs[:-1]
+    return total + sum(block_flops(a, b, *dims) for a, b in pairs)
 
 
 def patch_embed_flops(num_patches: int, embed_dim: int, patch: int = 16) -> int:

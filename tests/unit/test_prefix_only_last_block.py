@@ -126,3 +126,26 @@ def test_forward_hooks_see_every_block():
         model(torch.randn(1, 64, 128), r=0)
     n = model.num_tokens
     assert seen == [(n, n), (n, n), (n, 2)]
+
+
+def test_pooled_flops_count_what_the_pooled_forward_computes():
+    # FlopCounterMode counts the linear layers and the patch convolution
+    # (not CPU attention): with the attention products added from the
+    # token counts, flops(pooled=True) is exactly what forward() runs.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fastast_sb.tome.flops import token_counts
+
+    model = AST(input_tdim=128, preset="tiny", depth=3).eval()
+    feats = torch.randn(1, 128, 128)
+    aten = torch.ops.aten
+    for r in (0, 8):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(feats, r=r)
+        counts = counter.get_flop_counts()["Global"]
+        layers = counts[aten.addmm] + counts[aten.convolution]
+        n = token_counts(model.num_tokens, model.schedule(r))
+        d = model.embed_dim
+        attention = sum(4 * a * a * d for a in n[:-2]) + 4 * 2 * n[-2] * d
+        assert layers + attention == model.flops(r, pooled=True)
+        assert model.flops(r, pooled=True) < model.flops(r)
