@@ -113,6 +113,7 @@ def own_defaults(recipe: Recipe) -> Dict[str, str]:
         "table1_step": "8",
         "bench_repeats": "5",
         "dry_run": "False",
+        "report_only": "False",
         **recipe.options,
     }
 

@@ -94,7 +94,8 @@ def write_tables(plan: Plan, recipe: Recipe) -> Dict[str, Path]:
 
 def main(argv: Optional[Sequence[str]], recipe: Recipe) -> int:
     """Print the plan's estimate (``--dry_run``: and every command), run
-    what is missing, write the tables; 0, or 1 with one line of error."""
+    what is missing (not with ``--report_only``), write the tables; 0, or
+    1 with one line of error."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         plan = build_plan(argv, recipe)
@@ -109,6 +110,7 @@ def main(argv: Optional[Sequence[str]], recipe: Recipe) -> int:
     minutes = {**DEFAULT_MINUTES, **recipe.minutes}
     est = estimate(plan.jobs, walls, minutes, n_jobs)
     dry = plan.own["dry_run"] not in ("False", "false", "0")
+    report_only = plan.own["report_only"] not in ("False", "false", "0")
     print(
         f"{len(plan.jobs)} runs planned, {len(plan.jobs) - len(todo)} "
         f"finished; Table 1 schedules: {' '.join(plan.schedules)}"
@@ -134,7 +136,8 @@ def main(argv: Optional[Sequence[str]], recipe: Recipe) -> int:
         return 1
     error = None
     try:
-        run_jobs(plan.jobs, root / "logs", walls, minutes, n_jobs, threads)
+        if not report_only:  # else: the tables of what has finished
+            run_jobs(plan.jobs, root / "logs", walls, minutes, n_jobs, threads)
     except ExperimentError as err:
         error = err
     paths = write_tables(plan, recipe)

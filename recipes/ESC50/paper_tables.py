@@ -19,7 +19,8 @@ README's ESC-10 student, :data:`STUDENT`). Own options (defaults in
 ``--tuned_kd_tau`` (0.1, 3), ``--cnn_teacher_args`` /
 ``--passt_teacher_args`` (shell text), ``--table1_r`` (space-separated;
 default 0, 8, ... up to the largest unclipped r, flops:0.5 ... 0.1),
-``--bench_repeats``, ``--threads`` (per run), ``--dry_run``.
+``--bench_repeats``, ``--threads`` (per run), ``--dry_run``,
+``--report_only`` (write the tables of the finished runs, run nothing).
 """
 
 from __future__ import annotations

@@ -336,3 +336,19 @@ def test_commands_do_not_depend_on_where_the_checkout_lies(tmp_path):
     assert str(out) not in text and str(paper_plan.ROOT) not in text
     assert "<repo>/hparams/ast.yaml" in text
     assert "'--output_folder=<output_root>/runs/ast/fold1/seed1234'" in text
+
+
+def test_report_only_writes_the_tables_and_runs_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "--data_folder=DATA",
+        "--n_classes=10",
+        f"--output_root={out}",
+        "--arms=ast,tome",
+        "--folds=1",
+        "--report_only",
+    ]
+    assert paper_tables.main(argv) == 0
+    assert "3 runs planned, 0 finished" in capsys.readouterr().out
+    assert (out / "table1.md").is_file() and (out / "table2.csv").is_file()
+    assert not (out / "runs").exists()  # nothing ran
