@@ -141,7 +141,7 @@ class Job:
         -------
         >>> Job("a", ["py", "/repo/x.py", "--out=/o/r"], Path("d"),
         ...     aliases=[("/o", "<out>"), ("/repo", "<repo>")]).settings()
-        "<repo>/x.py '--out=<out>/r'"
+        "'<repo>/x.py' '--out=<out>/r'"
         """
         return shlex.join(self._alias(str(a)) for a in self.args[1:])
 
