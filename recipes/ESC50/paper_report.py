@@ -92,6 +92,17 @@ def write_tables(plan: Plan, recipe: Recipe) -> Dict[str, Path]:
     return paths
 
 
+def _flag(own: Dict[str, str], key: str) -> bool:
+    """An own on/off option (``--dry_run`` alone reads as on).
+
+    Example
+    -------
+    >>> _flag({"dry_run": "True"}, "dry_run"), _flag({"x": "false"}, "x")
+    (True, False)
+    """
+    return own[key] not in ("False", "false", "0")
+
+
 def main(argv: Optional[Sequence[str]], recipe: Recipe) -> int:
     """Print the plan's estimate (``--dry_run``: and every command), run
     what is missing (not with ``--report_only``), write the tables; 0, or
@@ -109,8 +120,8 @@ def main(argv: Optional[Sequence[str]], recipe: Recipe) -> int:
     todo = [j for j in plan.jobs if not j.finished]
     minutes = {**DEFAULT_MINUTES, **recipe.minutes}
     est = estimate(plan.jobs, walls, minutes, n_jobs)
-    dry = plan.own["dry_run"] not in ("False", "false", "0")
-    report_only = plan.own["report_only"] not in ("False", "false", "0")
+    dry = _flag(plan.own, "dry_run")
+    report_only = _flag(plan.own, "report_only")
     print(
         f"{len(plan.jobs)} runs planned, {len(plan.jobs) - len(todo)} "
         f"finished; Table 1 schedules: {' '.join(plan.schedules)}"
