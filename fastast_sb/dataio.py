@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 SPLITS = ("train", "valid", "test")
+#: MiB of decoded clips a training run keeps in memory (``audio_cache_mb``
+#: of hparams/base/training.yaml: the same default).
+AUDIO_CACHE_MB = 2048.0
 
 
 class DataError(ValueError):
@@ -166,7 +169,7 @@ class WaveformCache:
     torch.Size([16000])
     """
 
-    def __init__(self, max_mb: float = 1024.0) -> None:
+    def __init__(self, max_mb: float = AUDIO_CACHE_MB) -> None:
         if max_mb < 0:
             raise ValueError(
                 f"audio_cache_mb={max_mb}: expected a size in MiB >= 0 "
@@ -275,7 +278,7 @@ def prepared_datasets(
         hparams["n_classes"],
         hparams["sample_rate"],
         hparams["multilabel"],
-        hparams.get("audio_cache_mb", 0.0),
+        hparams.get("audio_cache_mb", AUDIO_CACHE_MB),
     )
 
 

@@ -68,3 +68,20 @@ def test_splits_share_one_cache(tmp_path):
     off = manifest_datasets(out, 1, 16000, audio_cache_mb=0)
     with pytest.raises(FileNotFoundError):
         off["test"][0]
+
+
+def test_one_default_budget():
+    """The class, prepared_datasets and the recipes' YAML agree (they had
+    said 1024, 0 and 2048 MiB)."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from fastast_sb.dataio import AUDIO_CACHE_MB
+
+    default = inspect.signature(WaveformCache).parameters["max_mb"].default
+    assert default == AUDIO_CACHE_MB
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "hparams" / "base" / "training.yaml").read_text()
+    found = re.findall(r"^audio_cache_mb: *([0-9.]+) *$", text, re.M)
+    assert [float(v) for v in found] == [AUDIO_CACHE_MB]
