@@ -21,7 +21,10 @@ from typing import Optional, Set, Tuple, Union
 import numpy as np
 import soundfile as sf
 import torch
+import torch.nn.functional as F
+import torchaudio
 import torchaudio.functional as AF
+from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,55 @@ def resample(wav: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
     if orig_sr == target_sr:
         return wav
     return AF.resample(wav, orig_sr, target_sr)
+
+
+class Resampler(nn.Module):
+    """``torchaudio``'s windowed-sinc resampling of batches ``[..., S]``,
+    always in float32 (also under autocast), as one matrix product.
+
+    Same kernel, padding and output length as
+    :func:`torchaudio.functional.resample`; its one-channel ``conv1d`` is
+    slow on CPU (25 ms for 8 x 5 s from 16 to 32 kHz on one thread), a
+    strided view of the padded waveform times the kernel is not.
+
+    Example
+    -------
+    >>> wav = torch.randn(2, 16000)
+    >>> out = Resampler(16000, 32000)(wav)
+    >>> out.shape
+    torch.Size([2, 32000])
+    >>> torch.allclose(out, AF.resample(wav, 16000, 32000), atol=1e-5)
+    True
+    """
+
+    def __init__(self, orig_sr: int, target_sr: int) -> None:
+        super().__init__()
+        if orig_sr <= 0 or target_sr <= 0:
+            raise ValueError(
+                f"sample rates must be > 0, got {orig_sr} and {target_sr}"
+            )
+        reference = torchaudio.transforms.Resample(orig_sr, target_sr)
+        self.gcd = reference.gcd
+        self.orig = orig_sr // self.gcd
+        self.new = target_sr // self.gcd
+        kernel = getattr(reference, "kernel", torch.ones(1, 1, 1))
+        self.width = getattr(reference, "width", 0)
+        # [new, 1, K] -> [K, new]: output phase p of each input step
+        self.register_buffer("kernel", kernel[:, 0].T.float(), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """``wav [..., S]`` at ``orig_sr`` -> float32 ``[..., S']`` at
+        ``target_sr``, ``S' = ceil(S * target_sr / orig_sr)``."""
+        if self.orig == self.new:
+            return wav.float()
+        shape = wav.shape
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            flat = wav.float().reshape(-1, shape[-1])
+            padded = F.pad(flat, (self.width, self.width + self.orig))
+            frames = padded.unfold(-1, self.kernel.shape[0], self.orig)
+            out = (frames @ self.kernel).flatten(1)  # [N, steps * new]
+        length = -(-self.new * shape[-1] // self.orig)  # ceil
+        return out[:, :length].reshape(*shape[:-1], -1)
 
 
 def check_waveform(wav: torch.Tensor, name: str = "audio") -> torch.Tensor:

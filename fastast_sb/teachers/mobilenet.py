@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchaudio
 
+from fastast_sb.audio import Resampler
 from fastast_sb.checkpoint import strip_prefix
 from fastast_sb.labels import AUDIOSET_NUM_CLASSES
 
@@ -207,6 +208,9 @@ class MobileNetV3(nn.Module):
             nn.Linear(scale(_LARGE_HEAD), num_classes),
         )
         self.num_classes = num_classes
+        # channels-last convolutions: 1.6x faster in bf16 on CPU (one thread,
+        # batch 8, 5 s), 1.15x in fp32; load_state_dict keeps the layout.
+        self.to(memory_format=torch.channels_last)
 
     def forward(
         self, feats: torch.Tensor, lens: Optional[torch.Tensor] = None
@@ -218,12 +222,16 @@ class MobileNetV3(nn.Module):
                 f"feats must be [B, T, F], got shape {tuple(feats.shape)}"
             )
         x = feats.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.classifier(self.features(x))
 
 
 class MobileNetFrontEnd(nn.Module):
     """EfficientAT's log-mel front end (evaluation, no augmentation) with the
-    settings of the module docstring, for 32 kHz input.
+    settings of the module docstring, for 32 kHz input. It computes in
+    float32 whatever the autocast context: in bf16 the pre-emphasis (a
+    difference of near-equal samples) and the mel projection moved the
+    features of real clips by up to 1.5 on a range of -1.4 to 2.4.
 
     Example
     -------
@@ -236,8 +244,6 @@ class MobileNetFrontEnd(nn.Module):
         self.sample_rate = MOBILENET_SAMPLE_RATE
         window = torch.hann_window(800, periodic=False)
         self.register_buffer("window", window, persistent=False)
-        kernel = torch.tensor([[[-0.97, 1.0]]])  # y[n] = x[n + 1] - 0.97 x[n]
-        self.register_buffer("preemphasis_kernel", kernel, persistent=False)
         # 128 Kaldi mel banks over 0-15 kHz skip the Nyquist bin: it gets 0.
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
             128, 1024, float(self.sample_rate), 0.0, 15000.0, 100.0, -500.0, 1.0
@@ -253,13 +259,26 @@ class MobileNetFrontEnd(nn.Module):
             raise ValueError(
                 f"wavs must be [B, S], got shape {tuple(wavs.shape)}"
             )
-        x = F.conv1d(wavs.float().unsqueeze(1), self.preemphasis_kernel)
-        spec = torch.stft(  # n_fft 1024, hop 320, window 800, center=True
-            x.squeeze(1), 1024, 320, 800, self.window, return_complex=True
-        )
-        power = spec.real.square() + spec.imag.square()  # [B, n_fft/2+1, T]
-        mel = torch.log(self.mel_banks @ power + 1e-5)  # [B, n_mels, T]
-        return ((mel + 4.5) / 5.0).transpose(1, 2)  # [B, T, n_mels]
+        with torch.autocast(device_type=wavs.device.type, enabled=False):
+            x = self.preemphasis(wavs.float())
+            spec = torch.stft(  # n_fft 1024, hop 320, window 800, center
+                x, 1024, 320, 800, self.window, return_complex=True
+            )
+            power = spec.real.square() + spec.imag.square()  # [B, 513, T]
+            mel = torch.log(self.mel_banks @ power + 1e-5)  # [B, n_mels, T]
+            return ((mel + 4.5) / 5.0).transpose(1, 2)  # [B, T, n_mels]
+
+    @staticmethod
+    def preemphasis(wavs: torch.Tensor) -> torch.Tensor:
+        """``y[n] = x[n + 1] - 0.97 x[n]`` of ``wavs [B, S]`` -> ``[B, S-1]``
+        (EfficientAT's ``conv1d`` kernel ``[-0.97, 1]``, 12x faster on CPU).
+
+        Example
+        -------
+        >>> MobileNetFrontEnd.preemphasis(torch.tensor([[1.0, 2.0, 2.0]]))
+        tensor([[1.0300, 0.0600]])
+        """
+        return wavs[:, 1:] - 0.97 * wavs[:, :-1]
 
 
 class MobileNetTeacher(nn.Module):
@@ -292,6 +311,7 @@ class MobileNetTeacher(nn.Module):
             raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
         self.sample_rate = sample_rate
         self.frontend = MobileNetFrontEnd()
+        self.resampler = Resampler(sample_rate, self.frontend.sample_rate)
         self.model = MobileNetV3(width_mult=width_mult, num_classes=num_classes)
         self.num_classes = num_classes
 
@@ -337,8 +357,13 @@ class MobileNetTeacher(nn.Module):
     ) -> torch.Tensor:
         """Logits ``[B, num_classes]`` of ``wavs [B, S]`` at ``sample_rate``
         (``lens`` unused: the network was trained on whole, padded clips)."""
-        if self.sample_rate != self.frontend.sample_rate:  # frontend checks
-            wavs = torchaudio.functional.resample(
-                wavs, self.sample_rate, self.frontend.sample_rate
+        return self.model(self.features(wavs), lens)
+
+    def features(self, wavs: torch.Tensor) -> torch.Tensor:
+        """Float32 front-end features ``[B, T, 128]`` of ``wavs [B, S]`` at
+        ``sample_rate`` (resampled to 32 kHz; float32 under autocast)."""
+        if wavs.dim() != 2:
+            raise ValueError(
+                f"wavs must be [B, S], got shape {tuple(wavs.shape)}"
             )
-        return self.model(self.frontend(wavs), lens)
+        return self.frontend(self.resampler(wavs))

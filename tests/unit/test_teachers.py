@@ -154,6 +154,65 @@ def test_mobilenet_resamples_input(mobilenet: MobileNetTeacher) -> None:
         assert torch.allclose(teacher16(wav16), mobilenet(wav32), atol=1e-4)
 
 
+def test_mobilenet_frontend_stays_fp32_under_bf16_autocast() -> None:
+    # Training with --precision=bf16 runs the teacher under autocast; its
+    # pre-emphasis and mel projection must not: in bf16 the features of
+    # real audio moved by up to 1.5 (range -1.4..2.4).
+    torch.manual_seed(0)
+    wav = torch.randn(2, 32000) * 0.1
+    wav[:, :16000] += torch.sin(torch.arange(16000) * 0.01)  # loud, low
+    frontend = MobileNetFrontEnd()
+    reference = frontend(wav)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = frontend(wav)
+    assert feats.dtype == torch.float32
+    assert torch.allclose(feats, reference, atol=1e-5), (
+        (feats - reference).abs().max()
+    )
+
+
+def test_mobilenet_preemphasis_matches_its_definition() -> None:
+    # y[n] = x[n + 1] - 0.97 x[n] (EfficientAT's conv1d kernel [-0.97, 1]).
+    wav = torch.randn(3, 4000)
+    expected = torch.nn.functional.conv1d(
+        wav.unsqueeze(1), torch.tensor([[[-0.97, 1.0]]])
+    ).squeeze(1)
+    assert torch.allclose(
+        MobileNetFrontEnd.preemphasis(wav), expected, atol=1e-6
+    )
+
+
+def test_mobilenet_teacher_resamples_in_fp32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    teacher = MobileNetTeacher(sample_rate=16000, width_mult=0.1).eval()
+    wav = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        reference = teacher.features(wav)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            feats = teacher.features(wav)
+            logits = teacher(wav)
+    assert feats.dtype == torch.float32
+    assert torch.allclose(feats, reference, atol=1e-5)
+    assert logits.shape == (2, AUDIOSET_NUM_CLASSES)
+
+
+def test_mobilenet_fast_resample_matches_torchaudio() -> None:
+    from fastast_sb.audio import Resampler
+
+    torch.manual_seed(0)
+    for rate_in, rate_out, length in [
+        (16000, 32000, 16000),
+        (16000, 32000, 16001),
+        (44100, 32000, 9999),
+        (32000, 32000, 100),
+    ]:
+        wav = torch.randn(3, length)
+        expected = torchaudio.functional.resample(wav, rate_in, rate_out)
+        got = Resampler(rate_in, rate_out)(wav)
+        assert got.shape == expected.shape, (rate_in, rate_out, length)
+        assert torch.allclose(got, expected, atol=1e-4), (rate_in, rate_out)
+
+
 def test_audioset_labels(audioset_labels: List[str]) -> None:
     assert len(audioset_labels) == AUDIOSET_NUM_CLASSES
     assert audioset_labels[0] == "Speech"
