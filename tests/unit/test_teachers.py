@@ -318,3 +318,29 @@ def test_mobilenet_zero_shot_esc10(
         f"{len(categories)}) in {elapsed:.1f} s"
     )
     assert accuracy >= 0.90
+
+
+def test_teacher_precision_script_legacy_front_end() -> None:
+    # scripts/teacher_precision.py re-creates the pre-fix front end: equal
+    # to ours in fp32, moved under bf16 autocast (what it measures).
+    from tests.conftest import load_recipe_module
+
+    script = load_recipe_module(
+        "teacher_precision", ROOT / "scripts" / "teacher_precision.py"
+    )
+    torch.manual_seed(0)
+    from fastast_sb.teachers.frozen import FrozenTeacher
+
+    net = MobileNetTeacher(sample_rate=16000, width_mult=0.1)
+    teacher = FrozenTeacher(net, input="wavs")
+    wav = torch.randn(2, 16000) * 0.1
+    wav[:, :8000] += torch.sin(torch.arange(8000) * 0.01)
+    with torch.no_grad():
+        ours = net.features(wav)
+        # resample / conv1d vs ours: 2e-4 at most, in near-silent bins
+        assert torch.allclose(
+            script.legacy_features(teacher, wav), ours, atol=1e-3
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            legacy = script.legacy_features(teacher, wav).float()
+    assert (legacy - ours).abs().max() > 0.05
