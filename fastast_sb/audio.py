@@ -92,9 +92,8 @@ class Resampler(nn.Module):
                 f"sample rates must be > 0, got {orig_sr} and {target_sr}"
             )
         reference = torchaudio.transforms.Resample(orig_sr, target_sr)
-        self.gcd = reference.gcd
-        self.orig = orig_sr // self.gcd
-        self.new = target_sr // self.gcd
+        self.orig = orig_sr // reference.gcd
+        self.new = target_sr // reference.gcd
         kernel = getattr(reference, "kernel", torch.ones(1, 1, 1))
         self.width = getattr(reference, "width", 0)
         # [new, 1, K] -> [K, new]: output phase p of each input step
